@@ -1,0 +1,539 @@
+//! Transforms, as in `torchvision.transforms`: `RandomCrop`, `RandomHorizontalFlip`,
+//! `ToTensor`, `Normalize`, `Compose`.
+//!
+//! Augmentations work on `u8` CHW images; `ToTensor` (divide by 255) and `Normalize`
+//! (`(x - mean) / std`, per channel) are fused into one pass that writes the `f32` batch.
+//! Random transforms draw from an [`Rng`] that the loader seeds from
+//! `(seed, epoch, item index)`, so a run is reproducible whatever the number of workers.
+
+use crate::dataset::ImageShape;
+use crate::error::{DataError, Result};
+
+/// CIFAR-10's per-channel training-set mean (the usual `Normalize` preset).
+pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
+/// CIFAR-10's per-channel training-set standard deviation.
+pub const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
+
+/// One step of a [`Compose`] pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transform {
+    /// `RandomCrop(size, padding)`: zero-pad each side by `padding`, then crop `size x size`
+    /// at a random position.
+    RandomCrop {
+        /// Output height and width.
+        size: usize,
+        /// Zero padding added on each side first.
+        padding: usize,
+    },
+    /// `RandomHorizontalFlip(p)`: mirror left-right with probability `p`.
+    RandomHorizontalFlip {
+        /// Probability of a flip.
+        p: f64,
+    },
+    /// `ToTensor()`: `u8` in `[0, 255]` to `f32` in `[0, 1]` (exactly `byte / 255`).
+    ToTensor,
+    /// `Normalize(mean, std)`: `(x - mean[c]) / std[c]` per channel.
+    Normalize {
+        /// Per-channel mean.
+        mean: Vec<f32>,
+        /// Per-channel standard deviation.
+        std: Vec<f32>,
+    },
+}
+
+impl Transform {
+    /// `RandomCrop(size, padding=padding)`.
+    pub fn random_crop(size: usize, padding: usize) -> Self {
+        Transform::RandomCrop { size, padding }
+    }
+
+    /// `RandomHorizontalFlip()` with torchvision's default `p = 0.5`.
+    pub fn random_horizontal_flip() -> Self {
+        Transform::RandomHorizontalFlip { p: 0.5 }
+    }
+
+    /// `ToTensor()`.
+    pub fn to_tensor() -> Self {
+        Transform::ToTensor
+    }
+
+    /// `Normalize(mean, std)`.
+    pub fn normalize(mean: impl Into<Vec<f32>>, std: impl Into<Vec<f32>>) -> Self {
+        Transform::Normalize {
+            mean: mean.into(),
+            std: std.into(),
+        }
+    }
+
+    /// `Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))`: maps `[0, 1]` to `[-1, 1]`.
+    pub fn normalize_half() -> Self {
+        Self::normalize([0.5; 3], [0.5; 3])
+    }
+
+    /// `Normalize` with CIFAR-10's own mean and standard deviation.
+    pub fn normalize_cifar10() -> Self {
+        Self::normalize(CIFAR10_MEAN, CIFAR10_STD)
+    }
+
+    fn is_augmentation(&self) -> bool {
+        matches!(
+            self,
+            Transform::RandomCrop { .. } | Transform::RandomHorizontalFlip { .. }
+        )
+    }
+}
+
+/// A small, fast, seedable random generator (SplitMix64) for augmentation.
+///
+/// Its sequence is fixed by this crate, not by a dependency's version, so a seed gives the same
+/// augmentations on every machine and release.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// A generator for one item of one epoch, independent of the order items are processed in.
+    pub fn for_item(seed: u64, epoch: u64, index: u64) -> Self {
+        let mut r = Rng(seed ^ 0x5851_f42d_4c95_7f2d);
+        let a = r.next_u64() ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut r = Rng(a);
+        Rng(r.next_u64() ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform integer in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        // Lemire's multiply-shift; the bias is below 2^-32 for the small n used here.
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// A uniform float in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Shuffles a slice in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// A validated pipeline: augmentations on `u8`, then `ToTensor`, then optional `Normalize`.
+///
+/// `Compose::new` checks the order (augmentations before `ToTensor`, `Normalize` after it) and
+/// that `ToTensor` is present, as a batch of images must become a float tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compose {
+    steps: Vec<Transform>,
+    /// Per-channel lookup tables `byte -> f32`, built for the input's channel count lazily.
+    norm: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Default for Compose {
+    fn default() -> Self {
+        Self::to_tensor()
+    }
+}
+
+impl Compose {
+    /// Checks and builds a pipeline.
+    pub fn new(steps: Vec<Transform>) -> Result<Self> {
+        let to_tensor = steps
+            .iter()
+            .position(|t| *t == Transform::ToTensor)
+            .ok_or_else(|| {
+                DataError::InvalidConfig("Compose needs a ToTensor step to make a batch".into())
+            })?;
+        let mut norm = None;
+        for (i, t) in steps.iter().enumerate() {
+            match t {
+                Transform::ToTensor if i != to_tensor => {
+                    return Err(DataError::InvalidConfig("ToTensor appears twice".into()));
+                }
+                t if t.is_augmentation() && i > to_tensor => {
+                    return Err(DataError::InvalidConfig(format!(
+                        "{t:?} works on u8 images and must come before ToTensor"
+                    )));
+                }
+                Transform::Normalize { .. } if i < to_tensor => {
+                    return Err(DataError::InvalidConfig(
+                        "Normalize must come after ToTensor".into(),
+                    ));
+                }
+                Transform::Normalize { mean, std } => {
+                    if mean.len() != std.len() || mean.is_empty() {
+                        return Err(DataError::InvalidConfig(format!(
+                            "Normalize needs one mean and one std per channel, got {} and {}",
+                            mean.len(),
+                            std.len()
+                        )));
+                    }
+                    if std.iter().any(|&s| !(s.is_finite() && s != 0.0)) {
+                        return Err(DataError::InvalidConfig(format!(
+                            "Normalize std must be finite and non-zero, got {std:?}"
+                        )));
+                    }
+                    if norm.is_some() {
+                        return Err(DataError::InvalidConfig(
+                            "only one Normalize step is supported".into(),
+                        ));
+                    }
+                    norm = Some((mean.clone(), std.clone()));
+                }
+                Transform::RandomCrop { size, .. } if *size == 0 => {
+                    return Err(DataError::InvalidConfig("RandomCrop size must be > 0".into()));
+                }
+                Transform::RandomHorizontalFlip { p } if !(0.0..=1.0).contains(p) => {
+                    return Err(DataError::InvalidConfig(format!(
+                        "RandomHorizontalFlip p must be in [0, 1], got {p}"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(Self { steps, norm })
+    }
+
+    /// Just `ToTensor()`: the tutorial's pipeline.
+    pub fn to_tensor() -> Self {
+        Self {
+            steps: vec![Transform::ToTensor],
+            norm: None,
+        }
+    }
+
+    /// `RandomCrop(32, padding=4)`, `RandomHorizontalFlip()`, `ToTensor()`: the standard
+    /// CIFAR-10 augmentation.
+    pub fn cifar10_augment() -> Self {
+        Self {
+            steps: vec![
+                Transform::random_crop(32, 4),
+                Transform::random_horizontal_flip(),
+                Transform::ToTensor,
+            ],
+            norm: None,
+        }
+    }
+
+    /// The steps, in order.
+    pub fn steps(&self) -> &[Transform] {
+        &self.steps
+    }
+
+    /// Whether any step is random.
+    pub fn is_random(&self) -> bool {
+        self.steps.iter().any(Transform::is_augmentation)
+    }
+
+    /// The image shape this pipeline produces from `input`, or an error if it cannot apply.
+    pub fn output_shape(&self, input: ImageShape) -> Result<ImageShape> {
+        let mut shape = input;
+        for t in &self.steps {
+            match t {
+                Transform::RandomCrop { size, padding } => {
+                    if *size > shape.height + 2 * padding || *size > shape.width + 2 * padding {
+                        return Err(DataError::InvalidConfig(format!(
+                            "RandomCrop({size}, padding={padding}) is larger than a {}x{} image",
+                            shape.height, shape.width
+                        )));
+                    }
+                    shape.height = *size;
+                    shape.width = *size;
+                }
+                Transform::Normalize { mean, .. } if mean.len() != shape.channels => {
+                    return Err(DataError::InvalidConfig(format!(
+                        "Normalize has {} channels, images have {}",
+                        mean.len(),
+                        shape.channels
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(shape)
+    }
+
+    /// Per-channel lookup tables `byte -> value` for the fused `ToTensor` + `Normalize`.
+    ///
+    /// Each entry is computed exactly as PyTorch does: `b / 255`, then `(x - mean) / std`.
+    pub fn lookup_tables(&self, channels: usize) -> Vec<[f32; 256]> {
+        (0..channels)
+            .map(|c| {
+                let mut lut = [0f32; 256];
+                for (b, v) in lut.iter_mut().enumerate() {
+                    let x = b as f32 / 255.0;
+                    *v = match &self.norm {
+                        Some((mean, std)) => (x - mean[c]) / std[c],
+                        None => x,
+                    };
+                }
+                lut
+            })
+            .collect()
+    }
+
+    /// Applies the `u8` augmentations to one CHW image of `shape`.
+    ///
+    /// Returns the augmented image in `out` (resized as needed) and its shape. `scratch` is
+    /// reused between calls to avoid allocations.
+    pub fn augment_into(
+        &self,
+        image: &[u8],
+        shape: ImageShape,
+        rng: &mut Rng,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> ImageShape {
+        out.clear();
+        out.extend_from_slice(image);
+        let mut shape = shape;
+        for t in &self.steps {
+            match *t {
+                Transform::RandomCrop { size, padding } => {
+                    shape = random_crop(out, scratch, shape, size, padding, rng);
+                }
+                Transform::RandomHorizontalFlip { p } => {
+                    if rng.unit() < p {
+                        flip_horizontal(out, shape);
+                    }
+                }
+                _ => {}
+            }
+        }
+        shape
+    }
+
+    /// Applies the whole pipeline to one image and returns the `f32` CHW values.
+    ///
+    /// Convenient for single images (the loader uses the batched path).
+    pub fn apply(&self, image: &[u8], shape: ImageShape, rng: &mut Rng) -> Result<Vec<f32>> {
+        if image.len() != shape.numel() {
+            return Err(DataError::InvalidConfig(format!(
+                "image has {} bytes, shape {:?} needs {}",
+                image.len(),
+                shape.dims(),
+                shape.numel()
+            )));
+        }
+        let out_shape = self.output_shape(shape)?;
+        let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+        let shape = self.augment_into(image, shape, rng, &mut buf, &mut scratch);
+        debug_assert_eq!(shape, out_shape);
+        let luts = self.lookup_tables(shape.channels);
+        let mut values = vec![0f32; shape.numel()];
+        to_tensor_into(&buf, shape, &luts, &mut values);
+        Ok(values)
+    }
+}
+
+/// Converts one CHW `u8` image into `f32` values through per-channel lookup tables.
+pub fn to_tensor_into(image: &[u8], shape: ImageShape, luts: &[[f32; 256]], out: &mut [f32]) {
+    let plane = shape.height * shape.width;
+    for ((src, dst), lut) in image
+        .chunks_exact(plane)
+        .zip(out.chunks_exact_mut(plane))
+        .zip(luts)
+    {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = lut[usize::from(s)];
+        }
+    }
+}
+
+fn random_crop(
+    img: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    shape: ImageShape,
+    size: usize,
+    padding: usize,
+    rng: &mut Rng,
+) -> ImageShape {
+    let (h, w) = (shape.height, shape.width);
+    let (ph, pw) = (h + 2 * padding, w + 2 * padding);
+    // Offsets into the padded image, as torchvision draws them.
+    let top = rng.below((ph - size + 1) as u64) as usize;
+    let left = rng.below((pw - size + 1) as u64) as usize;
+    scratch.clear();
+    scratch.resize(shape.channels * size * size, 0);
+    for c in 0..shape.channels {
+        let src = &img[c * h * w..(c + 1) * h * w];
+        let dst = &mut scratch[c * size * size..(c + 1) * size * size];
+        for y in 0..size {
+            // Row in the unpadded image, if it exists.
+            let sy = (top + y).checked_sub(padding).filter(|&sy| sy < h);
+            let Some(sy) = sy else { continue };
+            let row = &mut dst[y * size..(y + 1) * size];
+            // Columns x in the crop map to unpadded column left + x - padding.
+            let x0 = padding.saturating_sub(left);
+            let x1 = (w + padding).saturating_sub(left).min(size);
+            if x0 < x1 {
+                let sx0 = left + x0 - padding;
+                row[x0..x1].copy_from_slice(&src[sy * w + sx0..sy * w + sx0 + (x1 - x0)]);
+            }
+        }
+    }
+    std::mem::swap(img, scratch);
+    ImageShape {
+        channels: shape.channels,
+        height: size,
+        width: size,
+    }
+}
+
+fn flip_horizontal(img: &mut [u8], shape: ImageShape) {
+    for row in img.chunks_exact_mut(shape.width) {
+        row.reverse();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const S: ImageShape = ImageShape {
+        channels: 2,
+        height: 2,
+        width: 3,
+    };
+
+    #[test]
+    fn to_tensor_is_exactly_byte_over_255() {
+        let c = Compose::to_tensor();
+        let img: Vec<u8> = vec![0, 1, 127, 128, 254, 255, 3, 7, 9, 11, 200, 250];
+        let v = c.apply(&img, S, &mut Rng::new(0)).unwrap();
+        for (x, b) in v.iter().zip(&img) {
+            assert_eq!(*x, *b as f32 / 255.0);
+        }
+        assert_eq!(v[5], 1.0);
+    }
+
+    #[test]
+    fn normalize_matches_pytorch_order_of_operations() {
+        let c = Compose::new(vec![
+            Transform::ToTensor,
+            Transform::normalize([0.5, 0.25], [0.5, 0.125]),
+        ])
+        .unwrap();
+        let img: Vec<u8> = vec![0, 255, 51, 102, 1, 2, 0, 255, 51, 102, 1, 2];
+        let v = c.apply(&img, S, &mut Rng::new(0)).unwrap();
+        assert_eq!(v[0], -1.0);
+        assert_eq!(v[1], 1.0);
+        assert_eq!(v[6], (0.0 - 0.25) / 0.125);
+        assert_eq!(v[9], (102f32 / 255.0 - 0.25) / 0.125);
+    }
+
+    #[test]
+    fn compose_checks_order() {
+        assert!(Compose::new(vec![]).is_err());
+        assert!(Compose::new(vec![Transform::ToTensor, Transform::random_crop(2, 1)]).is_err());
+        assert!(Compose::new(vec![Transform::normalize_half(), Transform::ToTensor]).is_err());
+        assert!(Compose::new(vec![Transform::ToTensor, Transform::ToTensor]).is_err());
+        assert!(
+            Compose::new(vec![Transform::ToTensor, Transform::normalize([0.5], [0.0])]).is_err()
+        );
+        let c = Compose::new(vec![Transform::ToTensor, Transform::normalize_half()]).unwrap();
+        assert!(c.output_shape(S).is_err(), "3 channel means on 2 channels");
+    }
+
+    #[test]
+    fn flip_mirrors_rows() {
+        let c = Compose::new(vec![
+            Transform::RandomHorizontalFlip { p: 1.0 },
+            Transform::ToTensor,
+        ])
+        .unwrap();
+        let img: Vec<u8> = (0..12).collect();
+        let (mut out, mut s) = (Vec::new(), Vec::new());
+        c.augment_into(&img, S, &mut Rng::new(1), &mut out, &mut s);
+        assert_eq!(out, vec![2, 1, 0, 5, 4, 3, 8, 7, 6, 11, 10, 9]);
+    }
+
+    #[test]
+    fn crop_with_padding_keeps_pixels_and_pads_with_zero() {
+        // 1 channel 3x3 image, crop 3 with padding 1: every offset is a shifted window.
+        let shape = ImageShape {
+            channels: 1,
+            height: 3,
+            width: 3,
+        };
+        let img: Vec<u8> = (1..=9).collect();
+        let c = Compose::new(vec![Transform::random_crop(3, 1), Transform::ToTensor]).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..200 {
+            let (mut out, mut s) = (Vec::new(), Vec::new());
+            let mut rng = Rng::new(seed);
+            let mut probe = rng.clone();
+            let top = probe.below(3) as isize - 1;
+            let left = probe.below(3) as isize - 1;
+            let sh = c.augment_into(&img, shape, &mut rng, &mut out, &mut s);
+            assert_eq!(sh, shape);
+            for y in 0..3isize {
+                for x in 0..3isize {
+                    let (sy, sx) = (y + top, x + left);
+                    let want = if (0..3).contains(&sy) && (0..3).contains(&sx) {
+                        img[(sy * 3 + sx) as usize]
+                    } else {
+                        0
+                    };
+                    assert_eq!(out[(y * 3 + x) as usize], want, "seed {seed}");
+                }
+            }
+            seen.insert((top, left));
+        }
+        assert_eq!(seen.len(), 9, "all offsets are drawn");
+    }
+
+    #[test]
+    fn crop_to_smaller_size() {
+        let c = Compose::new(vec![Transform::random_crop(2, 0), Transform::ToTensor]).unwrap();
+        assert_eq!(
+            c.output_shape(S).unwrap(),
+            ImageShape {
+                channels: 2,
+                height: 2,
+                width: 2
+            }
+        );
+        let v = c.apply(&[7u8; 12], S, &mut Rng::new(3)).unwrap();
+        assert_eq!(v.len(), 8);
+        assert!(
+            Compose::new(vec![Transform::random_crop(9, 0), Transform::ToTensor])
+                .unwrap()
+                .output_shape(S)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn rng_is_reproducible_and_item_streams_differ() {
+        let a: Vec<u64> = (0..4).map(|_| Rng::new(5).next_u64()).collect();
+        assert!(a.windows(2).all(|w| w[0] == w[1]));
+        let x = Rng::for_item(1, 0, 0).next_u64();
+        assert_ne!(x, Rng::for_item(1, 0, 1).next_u64());
+        assert_ne!(x, Rng::for_item(1, 1, 0).next_u64());
+        assert_ne!(x, Rng::for_item(2, 0, 0).next_u64());
+        assert_eq!(x, Rng::for_item(1, 0, 0).next_u64());
+        let mut v: Vec<u32> = (0..100).collect();
+        Rng::new(9).shuffle(&mut v);
+        let mut sorted = v.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_ne!(v, sorted);
+    }
+}

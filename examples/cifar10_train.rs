@@ -1,0 +1,379 @@
+//! Train the PyTorch CIFAR-10 tutorial's network on Burn, chapters three to six in one file.
+//!
+//! ```text
+//! cargo run --release --example cifar10_train -- --archive /path/to/cifar-10-binary.tar.gz --out runs/tutorial
+//! ```
+//!
+//! Defaults are the tutorial's: `SeedConvNet` (`MyConvModel`), `CrossEntropyLoss`,
+//! `SGD(lr=0.01)`, batch 64, 20 epochs, `ToTensor()` only. Each epoch prints one line with the
+//! training loss (sum and mean), the test loss and accuracy, the time and images/s; every
+//! `--log-every` steps a `step, loss, elapsed` line. Expected test accuracy of the tutorial's
+//! network (no non-linearity, as in the tutorial's code) after 20 epochs: see the numbers of a
+//! real run in `docs/` — this file makes no claim it has not measured.
+//!
+//! Quick check (a 2,000-image subset, two epochs, well under a minute in release):
+//!
+//! ```text
+//! cargo run --release --example cifar10_train -- --archive cifar-10-binary.tar.gz --limit 2000 --epochs 2 --out runs/quick
+//! ```
+//!
+//! The run folder (`--out`) receives `config.json`, TensorBoard event files
+//! (`tensorboard --logdir runs`), `metrics.csv`, `loss.svg`, `accuracy.svg`, checkpoints
+//! after every epoch in `checkpoints/`, and, at the end, the confusion matrix, per-class
+//! accuracy and `samples.png`. Ctrl-C finishes the current step, writes a checkpoint and
+//! exits; `--resume runs/tutorial` continues from the newest checkpoint.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use torchlet::data::Cifar10;
+use torchlet::model::ModelConfig;
+use torchlet::train::{
+    DeviceChoice, EpochSummary, LrSchedule, Observer, OptimizerConfig, Phase, Progress, RunStart,
+    SavedCheckpoint, StepLog, TrainConfig, Trainer, select_device,
+};
+
+/// Train the PyTorch CIFAR-10 tutorial's network on Burn.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Model: `conv` (the tutorial's MyConvModel) or `linear` (per-image Linear(3072, 10)).
+    #[arg(long)]
+    model: Option<String>,
+    /// Number of epochs (the tutorial: 20). With --resume: the new total.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per batch (the tutorial: 64).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate (the tutorial: 0.01; the peak for --schedule one-cycle).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Optimizer: sgd (the tutorial), sgd-momentum (0.9), adam or adamw.
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// SGD momentum (PyTorch's dampening 0).
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Weight decay (L2 for SGD and Adam, decoupled for AdamW).
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Nesterov momentum (SGD).
+    #[arg(long)]
+    nesterov: bool,
+    /// Learning-rate schedule: constant (the tutorial), step, cosine or one-cycle.
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Random crop (padding 4) and horizontal flip on the training images.
+    #[arg(long)]
+    augment: bool,
+    /// Train on the first N training images (and test on the first N test images).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Seed of the weights, the shuffle and the augmentation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Folder holding cifar-10-binary.tar.gz or cifar-10-batches-bin/ (and where --download puts it).
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// The official cifar-10-binary.tar.gz (or an extracted cifar-10-batches-bin/).
+    #[arg(long)]
+    archive: Option<PathBuf>,
+    /// Download CIFAR-10 (170 MB, checksum verified) into --data-dir if it is not there.
+    #[arg(long)]
+    download: bool,
+    /// Run folder (default: runs/<model>, or the folder given to --resume).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Device: auto (a GPU when one works, else the CPU), flex, ndarray, wgpu or cuda.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Continue a run from its newest checkpoint (a run folder or a checkpoint folder).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Print the loss every N steps (the tutorial: 100); 0 turns it off.
+    #[arg(long)]
+    log_every: Option<usize>,
+    /// Background threads preparing batches.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Number of recent checkpoints kept (the best one is kept as well).
+    #[arg(long)]
+    keep_last: Option<usize>,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+
+    // The data first: without it there is nothing to do, and the message says what to pass.
+    let data_path = locate_data(&args)?;
+
+    // The configuration: the checkpoint's when resuming, the tutorial's otherwise, then the flags.
+    let resumed = args
+        .resume
+        .as_deref()
+        .map(SavedCheckpoint::find)
+        .transpose()
+        .context("cannot resume")?;
+    let mut config = match &resumed {
+        Some(c) => c.state.config.clone(),
+        None => TrainConfig::tutorial(),
+    };
+    apply_flags(&args, &mut config)?;
+    let out = match (&args.out, &args.resume) {
+        (Some(out), _) => out.clone(),
+        (None, Some(resume)) => run_folder_of(resume),
+        (None, None) => PathBuf::from("runs").join(config.model.kind().name()),
+    };
+
+    let device = select_device(args.device.parse()?)?;
+    println!("Using device: {device}");
+
+    let cifar = if args.download && data_path.is_none() {
+        println!("Downloading CIFAR-10 into {} ...", args.data_dir.display());
+        Cifar10::download(&args.data_dir)?
+    } else {
+        let path = data_path.context("no CIFAR-10 data")?;
+        Cifar10::open(&path).with_context(|| format!("cannot read {}", path.display()))?
+    };
+
+    let mut trainer = Trainer::new(config, &out)
+        .device(device)
+        .observer(Arc::new(Printer::new()));
+    if let Some(resume) = &args.resume {
+        trainer = trainer.resume_from(resume);
+    }
+    let stop = trainer.stop_handle();
+    let presses = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if presses.fetch_add(1, Ordering::SeqCst) == 0 {
+            eprintln!("\nCtrl-C: finishing this step and writing a checkpoint (press again to quit now)");
+            stop.stop();
+        } else {
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+
+    let report = trainer.fit(cifar.train, cifar.test)?;
+
+    if let Some(last) = &report.last_checkpoint {
+        println!("last checkpoint: {}", last.display());
+    }
+    if let Some(best) = &report.best_checkpoint {
+        println!("best checkpoint: {}", best.display());
+    }
+    if report.stopped_early {
+        println!(
+            "stopped early; continue with: cargo run --release --example cifar10_train -- --resume {}",
+            out.display()
+        );
+    } else if let Some(matrix) = &report.confusion {
+        println!("per-class test accuracy of the final model:");
+        for (name, acc) in matrix.class_names().iter().zip(matrix.per_class_accuracy()) {
+            println!("  {name:>10}: {:5.1}%", 100.0 * acc);
+        }
+        println!("run folder: {} (tensorboard --logdir {})", out.display(), out.display());
+    }
+    Ok(())
+}
+
+/// Finds the data without reading it; `None` means "download it" (only with --download).
+fn locate_data(args: &Args) -> Result<Option<PathBuf>> {
+    if let Some(archive) = &args.archive {
+        if !archive.exists() {
+            bail!("--archive {}: no such file or folder", archive.display());
+        }
+        return Ok(Some(archive.clone()));
+    }
+    let dir = &args.data_dir;
+    for candidate in [dir.join("cifar-10-binary.tar.gz"), dir.join("cifar-10-batches-bin")] {
+        if candidate.exists() {
+            return Ok(Some(candidate));
+        }
+    }
+    if args.download {
+        return Ok(None);
+    }
+    bail!(
+        "CIFAR-10 not found: looked for {}/cifar-10-binary.tar.gz and {}/cifar-10-batches-bin/.\n\
+         Pass one of:\n  \
+         --archive /path/to/cifar-10-binary.tar.gz   (the official binary archive)\n  \
+         --data-dir DIR                              (a folder holding it)\n  \
+         --download                                  (fetch it, 170 MB, into {})",
+        dir.display(),
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// The run folder of a `--resume` path (a run folder, or a checkpoint folder inside one).
+fn run_folder_of(resume: &Path) -> PathBuf {
+    if resume.join("state.json").is_file()
+        && let Some(run) = resume.parent().and_then(Path::parent)
+    {
+        return run.to_path_buf();
+    }
+    resume.to_path_buf()
+}
+
+fn apply_flags(args: &Args, config: &mut TrainConfig) -> Result<()> {
+    if let Some(model) = &args.model {
+        let wanted: ModelConfig = model.parse()?;
+        if wanted.kind() != config.model.kind() {
+            config.model = wanted;
+        }
+    }
+    if let Some(name) = &args.optimizer {
+        let lr = config.optimizer.lr();
+        config.optimizer = name.parse::<OptimizerConfig>()?.with_lr(lr);
+    }
+    if let Some(lr) = args.lr {
+        config.optimizer = config.optimizer.clone().with_lr(lr);
+    }
+    if args.momentum.is_some() || args.nesterov || args.weight_decay.is_some() {
+        match &mut config.optimizer {
+            OptimizerConfig::Sgd {
+                momentum,
+                weight_decay,
+                nesterov,
+                ..
+            } => {
+                if let Some(m) = args.momentum {
+                    *momentum = m;
+                }
+                if let Some(wd) = args.weight_decay {
+                    *weight_decay = wd;
+                }
+                *nesterov |= args.nesterov;
+            }
+            OptimizerConfig::Adam { weight_decay, .. } | OptimizerConfig::Adamw { weight_decay, .. } => {
+                if args.momentum.is_some() || args.nesterov {
+                    bail!("--momentum and --nesterov apply to SGD only");
+                }
+                if let Some(wd) = args.weight_decay {
+                    *weight_decay = wd;
+                }
+            }
+        }
+    }
+    if let Some(schedule) = &args.schedule {
+        config.schedule = schedule.parse::<LrSchedule>()?;
+    }
+    if let Some(epochs) = args.epochs {
+        config.epochs = epochs;
+    }
+    if let Some(batch_size) = args.batch_size {
+        config.batch_size = batch_size;
+    }
+    if args.augment {
+        config.augment = true;
+    }
+    if args.limit.is_some() {
+        config.limit = args.limit;
+    }
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    if let Some(n) = args.log_every {
+        config.log_every = n;
+    }
+    if let Some(n) = args.workers {
+        config.num_workers = n;
+    }
+    if let Some(n) = args.keep_last {
+        config.keep_last = n;
+    }
+    Ok(())
+}
+
+/// Prints the run's events; draws a progress bar on stderr only when it is a terminal.
+struct Printer {
+    bar: Option<Mutex<bool>>,
+}
+
+impl Printer {
+    fn new() -> Self {
+        Self {
+            bar: std::io::stderr().is_terminal().then(|| Mutex::new(false)),
+        }
+    }
+
+    /// Prints a line, clearing the progress bar first.
+    fn line(&self, text: &str) {
+        if let Some(bar) = &self.bar
+            && let Ok(mut shown) = bar.lock()
+            && *shown
+        {
+            eprint!("\r\x1b[2K");
+            *shown = false;
+        }
+        println!("{text}");
+    }
+}
+
+impl Observer for Printer {
+    fn run_started(&self, start: &RunStart) {
+        self.line(&format!(
+            "model {} ({} parameters), {} training / {} test images, {} steps per epoch, epochs {}..={}, run folder {}",
+            start.model,
+            start.num_params,
+            start.train_images,
+            start.test_images,
+            start.steps_per_epoch,
+            start.first_epoch,
+            start.epochs,
+            start.out_dir.display()
+        ));
+        if let Some(from) = &start.resumed_from {
+            self.line(&format!("resuming from {}", from.display()));
+        }
+    }
+
+    fn progress(&self, p: &Progress) {
+        let Some(bar) = &self.bar else { return };
+        let Ok(mut shown) = bar.lock() else { return };
+        let width = 30;
+        let filled = (width * p.done) / p.total.max(1);
+        let phase = match p.phase {
+            Phase::Train => "train",
+            Phase::Test => "test ",
+        };
+        eprint!(
+            "\r\x1b[2Kepoch {}/{} {phase} [{}{}] {}/{} loss {:.4}",
+            p.epoch,
+            p.epochs,
+            "=".repeat(filled),
+            " ".repeat(width - filled.min(width)),
+            p.done,
+            p.total,
+            p.mean_loss
+        );
+        let _ = std::io::stderr().flush();
+        *shown = true;
+    }
+
+    fn step(&self, step: &StepLog) {
+        self.line(&step.to_string());
+    }
+
+    fn epoch(&self, summary: &EpochSummary) {
+        self.line(&summary.to_string());
+    }
+
+    fn message(&self, text: &str) {
+        self.line(text);
+    }
+}
