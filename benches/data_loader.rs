@@ -20,9 +20,12 @@ use torchlet::burn::tensor::Device;
 use torchlet::data::{Cifar10, Compose, DataLoader, ImageBatcher, ImageDataset};
 
 fn archive() -> PathBuf {
-    std::env::var_os("TORCHLET_CIFAR10").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/cifar10/cifar-10-binary.tar.gz")
-    })
+    std::env::var_os("TORCHLET_CIFAR10")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/cifar10/cifar-10-binary.tar.gz")
+        })
 }
 
 struct Stats {
@@ -46,7 +49,12 @@ fn measure(epochs: usize, mut run_epoch: impl FnMut(u64) -> usize) -> Stats {
     }
 }
 
-fn ours(train: &Arc<ImageDataset>, transform: Compose, workers: usize, limit: usize) -> Result<DataLoader> {
+fn ours(
+    train: &Arc<ImageDataset>,
+    transform: Compose,
+    workers: usize,
+    limit: usize,
+) -> Result<DataLoader> {
     Ok(DataLoader::builder(train.clone())
         .batch_size(64)
         .shuffle(true)
@@ -63,7 +71,10 @@ fn main() -> Result<()> {
     let path = archive();
     let t = Instant::now();
     let cifar = Cifar10::open(&path).with_context(|| {
-        format!("the loader benchmark reads the real archive; none at {}", path.display())
+        format!(
+            "the loader benchmark reads the real archive; none at {}",
+            path.display()
+        )
     })?;
     let parse = t.elapsed().as_secs_f64();
     let train = Arc::new(cifar.train);
@@ -74,19 +85,37 @@ fn main() -> Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         limit
     );
-    println!("{:<52} {:>14} {:>14}", "loader (batch 64, shuffle, Flex)", "best img/s", "median img/s");
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "loader (batch 64, shuffle, Flex)", "best img/s", "median img/s"
+    );
     let report = |name: &str, s: Stats| println!("{name:<52} {:>14.0} {:>14.0}", s.best, s.median);
 
     for (name, transform) in [
         ("torchlet, ToTensor", Compose::to_tensor()),
-        ("torchlet, RandomCrop(32,4)+Flip+ToTensor", Compose::cifar10_augment()),
+        (
+            "torchlet, RandomCrop(32,4)+Flip+ToTensor",
+            Compose::cifar10_augment(),
+        ),
     ] {
         for workers in [0, 1, 2] {
             let loader = ours(&train, transform.clone(), workers, limit)?;
-            let s = measure(epochs, |e| loader.iter_epoch(e).map(|b| b.targets.dims()[0]).sum());
+            let s = measure(epochs, |e| {
+                loader.iter_epoch(e).map(|b| b.targets.dims()[0]).sum()
+            });
             report(&format!("{name}, {workers} workers"), s);
         }
     }
+
+    // Where the time goes: host-side batches only (gather + ToTensor), one thread.
+    let loader = ours(&train, Compose::to_tensor(), 0, limit)?;
+    let s = measure(epochs, |e| {
+        let order = loader.order(e);
+        (0..loader.len())
+            .map(|i| loader.host_batch(e, &order, i).len())
+            .sum()
+    });
+    report("torchlet host batches only (no tensor), 1 thread", s);
 
     // Burn's own DataLoader + our Batcher on the same dataset, for comparison.
     let subset = Arc::new(train.select(&(0..limit).collect::<Vec<_>>())?);
@@ -104,7 +133,10 @@ fn main() -> Result<()> {
                 .map(|b| b.map(|b| b.targets.dims()[0]).unwrap_or(0))
                 .sum()
         });
-        report(&format!("burn DataLoaderBuilder + ImageBatcher, {workers} workers"), s);
+        report(
+            &format!("burn DataLoaderBuilder + ImageBatcher, {workers} workers"),
+            s,
+        );
     }
     Ok(())
 }

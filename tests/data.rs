@@ -43,7 +43,10 @@ fn real_data_batch_1_counts_and_first_labels() {
     for &l in first {
         counts[usize::from(l)] += 1;
     }
-    assert_eq!(counts, [1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981]);
+    assert_eq!(
+        counts,
+        [1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981]
+    );
     assert_eq!(&first[..10], &[6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
 }
 
@@ -53,9 +56,21 @@ fn real_records_round_trip_to_the_published_member_hashes() {
     // member files: their sha256 values are published in ../shared/cifar10/README.md.
     let Some(c) = real() else { return };
     let expect = [
-        ("333949a6a78a1f4add8a2ea152797cf44ba138082dc574c743bc4260fd023c11", &c.train, 0),
-        ("490f5ead4f04a3eb71d5898eb551e0d8d2c592feb778fb9b109a006b3f231495", &c.train, 40_000),
-        ("e1d63264f61c1e2b34758441459fe68aa3e9b45bc058242f54e5043a2137c476", &c.test, 0),
+        (
+            "333949a6a78a1f4add8a2ea152797cf44ba138082dc574c743bc4260fd023c11",
+            &c.train,
+            0,
+        ),
+        (
+            "490f5ead4f04a3eb71d5898eb551e0d8d2c592feb778fb9b109a006b3f231495",
+            &c.train,
+            40_000,
+        ),
+        (
+            "e1d63264f61c1e2b34758441459fe68aa3e9b45bc058242f54e5043a2137c476",
+            &c.test,
+            0,
+        ),
     ];
     for (sha, ds, start) in expect {
         let mut h = Sha256::new();
@@ -64,7 +79,10 @@ fn real_records_round_trip_to_the_published_member_hashes() {
             h.update(ds.image(i).unwrap());
         }
         let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(got, sha, "records {start}.. do not re-serialise to the member file");
+        assert_eq!(
+            got, sha,
+            "records {start}.. do not re-serialise to the member file"
+        );
     }
 }
 
@@ -81,14 +99,22 @@ fn real_to_tensor_is_byte_over_255_at_known_positions() {
     let batch = loader.iter().next().unwrap();
     assert_eq!(batch.images.dims(), [64, 3, 32, 32]);
     assert_eq!(batch.targets.dims(), [64]);
-    let values = batch.images.into_data().to_vec::<f32>().unwrap();
-    let targets = batch.targets.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+    let values = batch.images.into_data().try_to_vec::<f32>().unwrap();
+    let targets = batch
+        .targets
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap();
     assert_eq!(&targets[..10], &[6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
     assert_eq!(values[0], 59.0 / 255.0);
     // (image, channel, row, col) positions, checked against the dataset's bytes.
     for (n, ch, y, x) in [(0, 0, 0, 1), (0, 2, 31, 31), (5, 1, 16, 7), (63, 0, 10, 20)] {
         let byte = c.train.image(n).unwrap()[ch * 1024 + y * 32 + x];
-        assert_eq!(values[((n * 3 + ch) * 32 + y) * 32 + x], byte as f32 / 255.0);
+        assert_eq!(
+            values[((n * 3 + ch) * 32 + y) * 32 + x],
+            byte as f32 / 255.0
+        );
     }
 }
 
@@ -166,7 +192,10 @@ fn missing_member_is_named() {
     let mut m = common::members(2);
     m.remove(3); // data_batch_4.bin
     let err = open_err(&m);
-    assert!(matches!(&err, DataError::MissingMember { member, .. } if member.ends_with("data_batch_4.bin")), "{err}");
+    assert!(
+        matches!(&err, DataError::MissingMember { member, .. } if member.ends_with("data_batch_4.bin")),
+        "{err}"
+    );
     assert!(err.to_string().contains("cifar.tar.gz"), "{err}");
 }
 
@@ -175,7 +204,10 @@ fn size_not_a_multiple_of_3073_is_an_error() {
     let mut m = common::members(2);
     m[5].1.extend_from_slice(&[0; 100]);
     let err = open_err(&m);
-    assert!(matches!(err, DataError::TruncatedRecords { len, record: RECORD_BYTES, .. } if len == 2 * 3073 + 100), "{err}");
+    assert!(
+        matches!(err, DataError::TruncatedRecords { len, record: RECORD_BYTES, .. } if len == 2 * 3073 + 100),
+        "{err}"
+    );
     assert!(err.to_string().contains("test_batch.bin"), "{err}");
 }
 
@@ -184,7 +216,17 @@ fn label_over_nine_is_an_error() {
     let mut m = common::members(3);
     m[1].1[2 * RECORD_BYTES] = 12;
     let err = open_err(&m);
-    assert!(matches!(err, DataError::BadLabel { record: 2, label: 12, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DataError::BadLabel {
+                record: 2,
+                label: 12,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("data_batch_2.bin"), "{err}");
 }
 
@@ -193,7 +235,17 @@ fn wrong_number_of_class_names_is_an_error() {
     let mut m = common::members(1);
     m[6].1 = b"airplane\nautomobile\nbird\n".to_vec();
     let err = open_err(&m);
-    assert!(matches!(err, DataError::ClassNames { expected: 10, found: 3, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DataError::ClassNames {
+                expected: 10,
+                found: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("batches.meta.txt"), "{err}");
 }
 
@@ -210,7 +262,15 @@ fn corrupt_gzip_and_tar_are_errors_not_panics() {
     }
     std::fs::write(&p, &flipped).unwrap();
     let err = Cifar10::open(&p).unwrap_err();
-    assert!(matches!(err, DataError::CorruptArchive { .. } | DataError::MissingMember { .. } | DataError::TruncatedRecords { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DataError::CorruptArchive { .. }
+                | DataError::MissingMember { .. }
+                | DataError::TruncatedRecords { .. }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("bad.tar.gz"), "{err}");
 
     // Cut in half: the gzip stream ends early.
@@ -220,7 +280,10 @@ fn corrupt_gzip_and_tar_are_errors_not_panics() {
 
     // Not gzip at all.
     std::fs::write(&p, b"definitely not a gzip stream").unwrap();
-    assert!(matches!(Cifar10::open(&p).unwrap_err(), DataError::CorruptArchive { .. }));
+    assert!(matches!(
+        Cifar10::open(&p).unwrap_err(),
+        DataError::CorruptArchive { .. }
+    ));
 
     // Valid gzip around a broken tar header.
     let mut tar_bytes = Vec::new();
@@ -245,8 +308,13 @@ fn corrupt_gzip_and_tar_are_errors_not_panics() {
 fn tiny_dataset(n: usize) -> ImageDataset {
     let pixels = (0..n * 3072).map(|i| (i * 7 % 256) as u8).collect();
     let labels = (0..n).map(|i| (i % 10) as u16).collect();
-    ImageDataset::new(pixels, labels, torchlet::data::ImageShape::CIFAR, CLASSES.map(String::from).to_vec())
-        .unwrap()
+    ImageDataset::new(
+        pixels,
+        labels,
+        torchlet::data::ImageShape::CIFAR,
+        CLASSES.map(String::from).to_vec(),
+    )
+    .unwrap()
 }
 
 fn collect(loader: &DataLoader, epoch: u64) -> Vec<(Vec<usize>, Vec<f32>, Vec<i64>)> {
@@ -254,8 +322,13 @@ fn collect(loader: &DataLoader, epoch: u64) -> Vec<(Vec<usize>, Vec<f32>, Vec<i6
         .iter_epoch(epoch)
         .map(|b| {
             let dims = b.images.dims().to_vec();
-            let v = b.images.into_data().to_vec::<f32>().unwrap();
-            let t = b.targets.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+            let v = b.images.into_data().try_to_vec::<f32>().unwrap();
+            let t = b
+                .targets
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap();
             (dims, v, t)
         })
         .collect()
@@ -264,7 +337,11 @@ fn collect(loader: &DataLoader, epoch: u64) -> Vec<(Vec<usize>, Vec<f32>, Vec<i6
 #[test]
 fn batches_follow_the_order_and_drop_last() {
     let ds = tiny_dataset(10);
-    let base = || DataLoader::builder(ds.clone()).batch_size(4).device(&Device::flex());
+    let base = || {
+        DataLoader::builder(ds.clone())
+            .batch_size(4)
+            .device(&Device::flex())
+    };
     let keep = base().build().unwrap();
     let drop = base().drop_last(true).build().unwrap();
     assert_eq!((keep.len(), keep.num_images()), (3, 10));
@@ -275,7 +352,10 @@ fn batches_follow_the_order_and_drop_last() {
 
     let shuffled = base().shuffle(true).seed(3).build().unwrap();
     let order = shuffled.order(0);
-    let targets: Vec<i64> = collect(&shuffled, 0).into_iter().flat_map(|b| b.2).collect();
+    let targets: Vec<i64> = collect(&shuffled, 0)
+        .into_iter()
+        .flat_map(|b| b.2)
+        .collect();
     let expect: Vec<i64> = order.iter().map(|&i| (i % 10) as i64).collect();
     assert_eq!(targets, expect);
 }
@@ -297,7 +377,11 @@ fn workers_do_not_change_the_batches() {
     let inline = collect(&make(0), 2);
     assert_eq!(inline, collect(&make(1), 2));
     assert_eq!(inline, collect(&make(3), 2));
-    assert_ne!(inline, collect(&make(0), 3), "a new epoch draws new augmentations");
+    assert_ne!(
+        inline,
+        collect(&make(0), 3),
+        "a new epoch draws new augmentations"
+    );
 }
 
 #[test]
@@ -309,12 +393,39 @@ fn iter_advances_the_epoch_and_set_epoch_rewinds_it() {
         .build()
         .unwrap();
     let first = collect(&loader, 0);
-    let a: Vec<_> = loader.iter().map(|b| b.targets.into_data().convert::<i64>().to_vec::<i64>().unwrap()).collect();
-    let b: Vec<_> = loader.iter().map(|b| b.targets.into_data().convert::<i64>().to_vec::<i64>().unwrap()).collect();
+    let a: Vec<_> = loader
+        .iter()
+        .map(|b| {
+            b.targets
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap()
+        })
+        .collect();
+    let b: Vec<_> = loader
+        .iter()
+        .map(|b| {
+            b.targets
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(a[0], first[0].2);
     assert_ne!(a, b);
     loader.set_epoch(0);
-    let again: Vec<_> = loader.iter().map(|b| b.targets.into_data().convert::<i64>().to_vec::<i64>().unwrap()).collect();
+    let again: Vec<_> = loader
+        .iter()
+        .map(|b| {
+            b.targets
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(a, again);
 }
 
@@ -335,15 +446,29 @@ fn normalize_presets_apply_per_channel() {
 
 #[test]
 fn bad_loader_settings_are_errors() {
-    assert!(DataLoader::builder(tiny_dataset(2)).batch_size(0).build().is_err());
-    let crop_too_big = Compose::new(vec![Transform::random_crop(64, 0), Transform::ToTensor]).unwrap();
-    assert!(DataLoader::builder(tiny_dataset(2)).transform(crop_too_big).build().is_err());
+    assert!(
+        DataLoader::builder(tiny_dataset(2))
+            .batch_size(0)
+            .build()
+            .is_err()
+    );
+    let crop_too_big =
+        Compose::new(vec![Transform::random_crop(64, 0), Transform::ToTensor]).unwrap();
+    assert!(
+        DataLoader::builder(tiny_dataset(2))
+            .transform(crop_too_big)
+            .build()
+            .is_err()
+    );
 }
 
 #[test]
 fn burn_dataloader_trait_and_learner_view() {
-    use burn::data::dataloader::DataLoader as _;
-    let loader = DataLoader::builder(tiny_dataset(10)).batch_size(4).device(&Device::flex()).build().unwrap();
+    let loader = DataLoader::builder(tiny_dataset(10))
+        .batch_size(4)
+        .device(&Device::flex())
+        .build()
+        .unwrap();
     let as_burn: &dyn burn::data::dataloader::DataLoader<torchlet::data::ImageBatch> = &loader;
     assert_eq!(as_burn.num_items(), 10);
     let batches: Vec<_> = as_burn.iter().collect::<Result<_, _>>().unwrap();
@@ -358,9 +483,35 @@ fn burn_builder_takes_the_dataset_and_batcher() {
     use burn::data::dataloader::DataLoaderBuilder;
     let ds = tiny_dataset(9);
     let batcher = torchlet::data::ImageBatcher::new(Compose::to_tensor(), ds.shape(), 0).unwrap();
-    let loader = DataLoaderBuilder::new(batcher).batch_size(4).set_device(Device::flex()).build(ds.clone());
+    let loader = DataLoaderBuilder::new(batcher)
+        .batch_size(4)
+        .set_device(Device::flex())
+        .build(ds.clone());
     let batches: Vec<_> = loader.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(batches.len(), 3);
-    let v = batches[0].images.clone().into_data().to_vec::<f32>().unwrap();
+    let v = batches[0]
+        .images
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert_eq!(v[5], ds.pixels()[5] as f32 / 255.0);
+}
+
+#[cfg(feature = "ndarray")]
+#[test]
+#[allow(deprecated)]
+fn batches_land_on_ndarray_with_the_same_values() {
+    let ds = tiny_dataset(6);
+    let make = |device: &Device| {
+        DataLoader::builder(ds.clone())
+            .batch_size(4)
+            .shuffle(true)
+            .device(device)
+            .build()
+            .unwrap()
+    };
+    let on_flex = collect(&make(&Device::flex()), 0);
+    let on_ndarray = collect(&make(&Device::ndarray()), 0);
+    assert_eq!(on_flex, on_ndarray);
 }

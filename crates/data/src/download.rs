@@ -148,7 +148,10 @@ impl Download {
             .timeout_per_read(Some(Duration::from_secs(60)))
             .build()
             .new_agent();
-        let response = agent.get(&self.url).call().map_err(|e| fail(e.to_string()))?;
+        let response = agent
+            .get(&self.url)
+            .call()
+            .map_err(|e| fail(e.to_string()))?;
         let declared = response
             .headers()
             .get("content-length")

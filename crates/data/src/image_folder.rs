@@ -26,7 +26,11 @@ pub fn load_image_folder(root: impl AsRef<Path>) -> Result<ImageDataset> {
     let mut classes = Vec::new();
     for entry in std::fs::read_dir(root).map_err(|e| DataError::io(root, e))? {
         let entry = entry.map_err(|e| DataError::io(root, e))?;
-        if entry.file_type().map_err(|e| DataError::io(entry.path(), e))?.is_dir() {
+        if entry
+            .file_type()
+            .map_err(|e| DataError::io(entry.path(), e))?
+            .is_dir()
+        {
             classes.push(entry.file_name().to_string_lossy().into_owned());
         }
     }

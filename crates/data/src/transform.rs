@@ -196,7 +196,9 @@ impl Compose {
                     norm = Some((mean.clone(), std.clone()));
                 }
                 Transform::RandomCrop { size, .. } if *size == 0 => {
-                    return Err(DataError::InvalidConfig("RandomCrop size must be > 0".into()));
+                    return Err(DataError::InvalidConfig(
+                        "RandomCrop size must be > 0".into(),
+                    ));
                 }
                 Transform::RandomHorizontalFlip { p } if !(0.0..=1.0).contains(p) => {
                     return Err(DataError::InvalidConfig(format!(
@@ -445,7 +447,11 @@ mod tests {
         assert!(Compose::new(vec![Transform::normalize_half(), Transform::ToTensor]).is_err());
         assert!(Compose::new(vec![Transform::ToTensor, Transform::ToTensor]).is_err());
         assert!(
-            Compose::new(vec![Transform::ToTensor, Transform::normalize([0.5], [0.0])]).is_err()
+            Compose::new(vec![
+                Transform::ToTensor,
+                Transform::normalize([0.5], [0.0])
+            ])
+            .is_err()
         );
         let c = Compose::new(vec![Transform::ToTensor, Transform::normalize_half()]).unwrap();
         assert!(c.output_shape(S).is_err(), "3 channel means on 2 channels");

@@ -1,0 +1,125 @@
+//! Model speed on the CPU: `SeedConvNet` inference (batch 1000 and 64) and one training step
+//! (forward + CrossEntropy + backward + SGD, batch 64), and `LinearBaseline`'s training step,
+//! in images/s, on Flex (and NdArray when built with `--features ndarray`).
+//!
+//! ```text
+//! cargo bench --bench model [--features ndarray]
+//! python3 benches/pytorch_model.py          # the same with PyTorch, same machine and threads
+//! ```
+//!
+//! Under `cargo test --benches` each case runs once as a smoke test.
+#![allow(clippy::print_stdout)]
+
+use std::time::Instant;
+
+use torchlet::burn::module::Module;
+use torchlet::burn::nn::loss::CrossEntropyLossConfig;
+use torchlet::burn::optim::{GradientsParams, SgdConfig};
+use torchlet::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use torchlet::model::{LinearBaselineConfig, Model, ModelConfig, SeedConvNetConfig};
+
+/// Runs `f` `iters` times after `warmup` runs; returns (best, median) seconds per call.
+fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64) {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut t: Vec<f64> = (0..iters)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    (t[0], t[t.len() / 2])
+}
+
+fn batch(n: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let images = Tensor::<4>::random([n, 3, 32, 32], Distribution::Uniform(0.0, 1.0), device);
+    let targets: Vec<i64> = (0..n as i64).map(|i| i % 10).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), device);
+    (images, targets)
+}
+
+fn inference(config: &ModelConfig, device: &Device, n: usize, iters: usize) -> (f64, f64) {
+    let model = config.init(device);
+    let (images, _) = batch(n, device);
+    time(1, iters, || {
+        let logits = model.forward(images.clone());
+        let _ = logits.into_data(); // wait for the result
+    })
+}
+
+fn train_step(config: &ModelConfig, device: &Device, n: usize, iters: usize) -> (f64, f64) {
+    let device = device.clone().autodiff();
+    let mut model: Option<Model> = Some(config.init(&device));
+    let mut optim = SgdConfig::new().init();
+    let (images, targets) = batch(n, &device);
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    time(2, iters, || {
+        let Some(m) = model.take() else { return };
+        let logits = m.forward(images.clone());
+        let loss = loss_fn.forward(logits, targets.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        let m = optim.step(0.01, m, grads);
+        let _ = m.num_params();
+        device.sync().ok();
+        model = Some(m);
+    })
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let iters = if full { 20 } else { 1 };
+    let mut devices: Vec<(&str, Device)> = vec![("flex", Device::flex())];
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    devices.push(("ndarray", Device::ndarray()));
+    println!(
+        "{} threads available (RAYON_NUM_THREADS={})",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into())
+    );
+    println!("{:<44} {:>14} {:>14}", "case", "best img/s", "median img/s");
+    let conv: ModelConfig = SeedConvNetConfig::new().into();
+    let linear: ModelConfig = LinearBaselineConfig::new().into();
+    for (name, device) in &devices {
+        // NdArray's conv backward is very slow: fewer iterations there.
+        let it = if *name == "ndarray" {
+            iters.min(3)
+        } else {
+            iters
+        };
+        let cases: [(&str, Box<dyn Fn() -> (f64, f64)>, usize); 4] = [
+            (
+                "SeedConvNet inference, batch 1000",
+                Box::new(|| inference(&conv, device, 1000, it)),
+                1000,
+            ),
+            (
+                "SeedConvNet inference, batch 64",
+                Box::new(|| inference(&conv, device, 64, it)),
+                64,
+            ),
+            (
+                "SeedConvNet train step, batch 64",
+                Box::new(|| train_step(&conv, device, 64, it)),
+                64,
+            ),
+            (
+                "LinearBaseline train step, batch 64",
+                Box::new(|| train_step(&linear, device, 64, it)),
+                64,
+            ),
+        ];
+        for (case, run, n) in cases {
+            let (best, median) = run();
+            println!(
+                "{:<44} {:>14.0} {:>14.0}",
+                format!("{name}: {case}"),
+                n as f64 / best,
+                n as f64 / median
+            );
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The tutorial's convolutional network (`MyConvModel`), with the options its text argues for.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
+};
+use burn::tensor::{Device, Tensor};
+
+use crate::{IMAGE_CHANNELS, ImageClassifier, ModelConfigError};
+
+/// Channels after each of the three convolutions.
+pub const CONV_CHANNELS: [usize; 3] = [32, 32, 64];
+/// Side of the square convolution kernels.
+pub const KERNEL_SIZE: usize = 5;
+/// Inputs of `fc1`: 64 channels × 4 × 4 after three 2×2 poolings of a 32×32 image.
+pub const FC1_INPUTS: usize = 64 * 4 * 4;
+/// Outputs of `fc1`.
+pub const FC1_OUTPUTS: usize = 64;
+
+/// Non-linearity applied after each convolution (and after `fc1`).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// No non-linearity, exactly as the tutorial's code: the whole network is then a
+    /// composition of linear maps and max-poolings.
+    None,
+    /// `ReLU`, as the tutorial's text recommends for a network that should learn more than a
+    /// (piecewise) linear function.
+    Relu,
+}
+
+impl Activation {
+    /// Applies the non-linearity.
+    pub fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::None => x,
+            Activation::Relu => burn::tensor::activation::relu(x),
+        }
+    }
+}
+
+/// Configuration of [`SeedConvNet`]; [`new`](Self::new) gives exactly the tutorial's network.
+///
+/// The options are the improvements the tutorial's own text talks about, all off by default:
+/// a non-linearity, batch normalization after each convolution and dropout before each fully
+/// connected layer.
+#[derive(Config, Debug)]
+pub struct SeedConvNetConfig {
+    /// Number of classes, the width of the logits.
+    #[config(default = "crate::NUM_CLASSES")]
+    pub num_classes: usize,
+    /// Non-linearity after each convolution (after its batch norm, before its pooling) and
+    /// after `fc1`.
+    #[config(default = "Activation::None")]
+    pub activation: Activation,
+    /// Adds `BatchNorm2d` after each convolution (`bn1`, `bn2`, `bn3`).
+    #[config(default = false)]
+    pub batch_norm: bool,
+    /// Dropout probability applied to the inputs of `fc1` and of `fc2`; `0` means no dropout.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+impl SeedConvNetConfig {
+    /// Checks the configuration without building anything.
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        if self.num_classes == 0 {
+            return Err(ModelConfigError::NoClasses);
+        }
+        if !self.dropout.is_finite() || !(0.0..1.0).contains(&self.dropout) {
+            return Err(ModelConfigError::Dropout(self.dropout));
+        }
+        Ok(())
+    }
+
+    /// Builds the network on `device`, or says why the configuration is invalid.
+    pub fn try_init(&self, device: &Device) -> Result<SeedConvNet, ModelConfigError> {
+        self.validate()?;
+        let [c1, c2, c3] = CONV_CHANNELS;
+        // PyTorch's `padding=2`; burn's explicit padding is (top, left, bottom, right).
+        let conv = |c_in: usize, c_out: usize| {
+            Conv2dConfig::new([c_in, c_out], [KERNEL_SIZE, KERNEL_SIZE])
+                .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))
+                .init(device)
+        };
+        let bn = |channels: usize| {
+            self.batch_norm
+                .then(|| BatchNormConfig::new(channels).init(device))
+        };
+        Ok(SeedConvNet {
+            conv1: conv(IMAGE_CHANNELS, c1),
+            bn1: bn(c1),
+            conv2: conv(c1, c2),
+            bn2: bn(c2),
+            conv3: conv(c2, c3),
+            bn3: bn(c3),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
+            fc1: LinearConfig::new(FC1_INPUTS, FC1_OUTPUTS).init(device),
+            fc2: LinearConfig::new(FC1_OUTPUTS, self.num_classes).init(device),
+            activation: self.activation,
+        })
+    }
+
+    /// Builds the network on `device`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the configuration is invalid (see [`try_init`](Self::try_init)).
+    pub fn init(&self, device: &Device) -> SeedConvNet {
+        match self.try_init(device) {
+            Ok(model) => model,
+            Err(err) => panic!("invalid SeedConvNetConfig: {err}"),
+        }
+    }
+
+    /// The configuration of the tutorial's `MyConvModel`, the same as [`new`](Self::new).
+    pub fn tutorial() -> Self {
+        Self::new()
+    }
+}
+
+/// The tutorial's `MyConvModel`: three 5×5 convolutions with 2×2 max-pooling, then two
+/// fully connected layers; 145,578 parameters with the default configuration.
+///
+/// ```text
+/// Conv2d(3, 32, 5, padding=2)  -> MaxPool2d(2)   [batch, 32, 16, 16]
+/// Conv2d(32, 32, 5, padding=2) -> MaxPool2d(2)   [batch, 32, 8, 8]
+/// Conv2d(32, 64, 5, padding=2) -> MaxPool2d(2)   [batch, 64, 4, 4]
+/// Flatten                                         [batch, 1024]
+/// Linear(1024, 64)                                [batch, 64]
+/// Linear(64, 10)                                  [batch, 10]
+/// ```
+///
+/// Fields are named like the attributes of an equivalent PyTorch module (`conv1`, …, `fc2`),
+/// which are also the keys of its weights; see [`crate::interop`] for the tutorial's
+/// `model.<index>` keys. The optional layers ([`SeedConvNetConfig`]) sit at:
+/// `conv → bn → activation → pool` for each block and `dropout → fc1 → activation →
+/// dropout → fc2` for the head.
+#[derive(Module, Debug)]
+pub struct SeedConvNet {
+    /// `Conv2d(3, 32, 5, padding=2)`.
+    pub conv1: Conv2d,
+    /// Batch norm after `conv1`, if enabled.
+    pub bn1: Option<BatchNorm>,
+    /// `Conv2d(32, 32, 5, padding=2)`.
+    pub conv2: Conv2d,
+    /// Batch norm after `conv2`, if enabled.
+    pub bn2: Option<BatchNorm>,
+    /// `Conv2d(32, 64, 5, padding=2)`.
+    pub conv3: Conv2d,
+    /// Batch norm after `conv3`, if enabled.
+    pub bn3: Option<BatchNorm>,
+    /// `MaxPool2d(2)`, shared by the three blocks (it has no parameters).
+    pub pool: MaxPool2d,
+    /// Dropout before `fc1` and before `fc2`, if enabled.
+    pub dropout: Option<Dropout>,
+    /// `Linear(1024, 64)`.
+    pub fc1: Linear,
+    /// `Linear(64, num_classes)`.
+    pub fc2: Linear,
+    /// Non-linearity after each block and after `fc1`.
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl SeedConvNet {
+    /// Maps images `[batch, 3, 32, 32]` to logits `[batch, num_classes]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        // [batch, 3, 32, 32] -> [batch, 32, 16, 16]
+        let x = self.block(&self.conv1, self.bn1.as_ref(), images);
+        // -> [batch, 32, 8, 8]
+        let x = self.block(&self.conv2, self.bn2.as_ref(), x);
+        // -> [batch, 64, 4, 4]
+        let x = self.block(&self.conv3, self.bn3.as_ref(), x);
+        // -> [batch, 1024], channel-major like PyTorch's `nn.Flatten()`
+        let x: Tensor<2> = x.flatten(1, 3);
+        let x = self.drop(x);
+        // -> [batch, 64]
+        let x = self.activation.apply(self.fc1.forward(x));
+        let x = self.drop(x);
+        // -> [batch, num_classes]
+        self.fc2.forward(x)
+    }
+
+    /// Width of the logits.
+    pub fn num_classes(&self) -> usize {
+        let [_, d_output] = self.fc2.weight.dims();
+        d_output
+    }
+
+    /// The configuration this network was built from (read back from its layers).
+    pub fn config(&self) -> SeedConvNetConfig {
+        SeedConvNetConfig::new()
+            .with_num_classes(self.num_classes())
+            .with_activation(self.activation)
+            .with_batch_norm(self.bn1.is_some())
+            .with_dropout(self.dropout.as_ref().map_or(0.0, |d| d.prob))
+    }
+
+    /// One block: convolution, optional batch norm, activation, 2×2 max-pooling.
+    fn block(&self, conv: &Conv2d, bn: Option<&BatchNorm>, x: Tensor<4>) -> Tensor<4> {
+        // [batch, c_out, h, w]: padding 2 keeps the spatial size of a 5×5 convolution
+        let x = conv.forward(x);
+        let x = match bn {
+            Some(bn) => bn.forward(x),
+            None => x,
+        };
+        let x = self.activation.apply(x);
+        // [batch, c_out, h / 2, w / 2]
+        self.pool.forward(x)
+    }
+
+    fn drop(&self, x: Tensor<2>) -> Tensor<2> {
+        match &self.dropout {
+            Some(dropout) => dropout.forward(x),
+            None => x,
+        }
+    }
+}
+
+impl ImageClassifier for SeedConvNet {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        SeedConvNet::forward(self, images)
+    }
+
+    fn num_classes(&self) -> usize {
+        SeedConvNet::num_classes(self)
+    }
+}

@@ -1,0 +1,75 @@
+//! The PyTorch CIFAR-10 tutorial's models for Burn, with PyTorch weight interop.
+//!
+//! * [`LinearBaseline`]: per-image flatten → `Linear(3072, 10)`, the floor to beat (and the
+//!   correct version of the tutorial's batch-flattening linear example).
+//! * [`SeedConvNet`]: exactly the tutorial's `MyConvModel` (145,578 parameters), with
+//!   optional ReLU, batch norm and dropout ([`SeedConvNetConfig`]).
+//! * [`ModelConfig`] / [`Model`]: pick one of them by name (`linear` or `conv`) at run time.
+//! * [`interop`]: load `state_dict`s saved by PyTorch (`.pth`, `.safetensors`) and export
+//!   safetensors that PyTorch's `load_state_dict(strict=True)` accepts.
+//!
+//! Nothing here depends on a backend: the same code runs on whatever
+//! [`Device`](burn::tensor::Device) the tensors live on (Flex, NdArray, wgpu, CUDA, ...).
+//!
+//! ```
+//! use burn::module::Module;
+//! use burn::tensor::{Device, Tensor};
+//! use torchlet_model::SeedConvNetConfig;
+//!
+//! let device = Device::flex();
+//! let model = SeedConvNetConfig::new().init(&device);
+//! assert_eq!(model.num_params(), 145_578);
+//!
+//! let images = Tensor::<4>::zeros([2, 3, 32, 32], &device);
+//! let logits = model.forward(images);
+//! assert_eq!(logits.dims(), [2, 10]);
+//! ```
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+
+mod conv;
+pub mod interop;
+mod linear;
+mod model;
+
+pub use conv::{
+    Activation, CONV_CHANNELS, FC1_INPUTS, FC1_OUTPUTS, KERNEL_SIZE, SeedConvNet, SeedConvNetConfig,
+};
+pub use interop::{
+    InteropError, KeyLayout, LoadOptions, LoadReport, load_pytorch, load_safetensors,
+    save_safetensors,
+};
+pub use linear::{LINEAR_INPUTS, LinearBaseline, LinearBaselineConfig};
+pub use model::{Model, ModelConfig, ModelKind};
+
+/// Channels of a CIFAR-10 image.
+pub const IMAGE_CHANNELS: usize = 3;
+/// Height and width of a CIFAR-10 image.
+pub const IMAGE_SIZE: usize = 32;
+/// Number of CIFAR-10 classes, the default width of the logits.
+pub const NUM_CLASSES: usize = 10;
+
+/// A model that maps a batch of images to one row of class logits per image.
+pub trait ImageClassifier: Module {
+    /// Maps images `[batch, 3, 32, 32]` to logits `[batch, num_classes]`.
+    fn forward(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// Width of the logits.
+    fn num_classes(&self) -> usize;
+}
+
+/// Why a model configuration cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelConfigError {
+    /// `num_classes` is zero.
+    #[error("num_classes must be at least 1")]
+    NoClasses,
+    /// The dropout probability is outside `[0, 1)`.
+    #[error("dropout must be a probability in [0, 1), got {0}")]
+    Dropout(f64),
+    /// A model name that is neither `linear` nor `conv`.
+    #[error("unknown model {0:?}: expected one of linear, conv")]
+    UnknownModel(String),
+}

@@ -1,0 +1,375 @@
+//! The models against PyTorch and across devices.
+//!
+//! Reference files are in `tests/fixtures/model/`, made by `scripts/model_fixtures.py` with
+//! real PyTorch (version in `manifest.json`). The PyTorch code behind each reference is
+//! quoted next to the test that uses it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use torchlet_model::interop::{KeyLayout, LoadOptions, load_pytorch_with, load_safetensors_with};
+use torchlet_model::{
+    ImageClassifier, LinearBaselineConfig, Model, SeedConvNetConfig, load_pytorch, load_safetensors,
+};
+
+/// Agreement required with PyTorch and between devices.
+const TOLERANCE: f32 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/model")
+        .join(name)
+}
+
+fn read_f32(name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// `inputs.f32`: `torch.manual_seed(0)`, models built, then `torch.rand(4, 3, 32, 32)`.
+fn inputs(device: &Device) -> Tensor<4> {
+    Tensor::from_data(
+        TensorData::new(read_f32("inputs.f32"), [4, 3, 32, 32]),
+        device,
+    )
+}
+
+fn max_abs_diff(logits: Tensor<2>, expected: &[f32]) -> f32 {
+    max_abs_diff_of(&logits.into_data().try_to_vec::<f32>().unwrap(), expected)
+}
+
+fn max_abs_diff_of(got: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(got.len(), expected.len());
+    got.iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+fn assert_close(what: &str, logits: Tensor<2>, expected: &[f32]) {
+    assert_eq!(logits.dims(), [4, 10]);
+    let diff = max_abs_diff(logits, expected);
+    eprintln!("{what}: max |ours - PyTorch| = {diff:e}");
+    assert!(
+        diff <= TOLERANCE,
+        "{what}: max abs diff {diff} > {TOLERANCE}"
+    );
+}
+
+// PyTorch (scripts/model_fixtures.py):
+//
+//     class MyConvModel(nn.Module):
+//         def __init__(self):
+//             super().__init__()
+//             self.model = Sequential(
+//                 Conv2d(3, 32, 5, padding=2), MaxPool2d(2),
+//                 Conv2d(32, 32, 5, padding=2), MaxPool2d(2),
+//                 Conv2d(32, 64, 5, padding=2), MaxPool2d(2),
+//                 Flatten(), Linear(1024, 64), Linear(64, 10))
+//         def forward(self, x):
+//             return self.model(x)
+//
+//     torch.manual_seed(0)
+//     conv = MyConvModel().eval()
+//     linear = LinearBaseline().eval()
+//     inputs = torch.rand(4, 3, 32, 32)
+//     with torch.no_grad():
+//         conv_logits = conv(inputs)                  # -> conv_logits.f32
+//     torch.save(conv.state_dict(), "conv_tutorial.pth")
+#[test]
+fn conv_net_from_the_tutorials_pth_matches_pytorch() {
+    let device = Device::flex();
+    let (model, report) = load_pytorch_with(
+        SeedConvNetConfig::new().init(&device),
+        fixture("conv_tutorial.pth"),
+        &LoadOptions::new(),
+    )
+    .unwrap();
+    assert_eq!(report.layout, KeyLayout::Tutorial);
+    assert_eq!(report.loaded.len(), 10);
+    assert!(report.loaded.contains(&"model.7.weight".to_string()));
+    assert_close(
+        "conv_tutorial.pth",
+        model.forward(inputs(&device)),
+        &read_f32("conv_logits.f32"),
+    );
+}
+
+// PyTorch: the same weights under the plain keys (conv1.*, conv2.*, conv3.*, fc1.*, fc2.*):
+//
+//     CONV_PLAIN = {"0": "conv1", "2": "conv2", "4": "conv3", "7": "fc1", "8": "fc2"}
+//     save_file(plain_keys(conv.state_dict(), CONV_PLAIN), "conv_plain.safetensors")
+#[test]
+fn conv_net_from_pytorch_safetensors_matches_pytorch() {
+    let device = Device::flex();
+    let (model, report) = load_safetensors_with(
+        SeedConvNetConfig::new().init(&device),
+        fixture("conv_plain.safetensors"),
+        &LoadOptions::new(),
+    )
+    .unwrap();
+    assert_eq!(report.layout, KeyLayout::Plain);
+    assert_close(
+        "conv_plain.safetensors",
+        model.forward(inputs(&device)),
+        &read_f32("conv_logits.f32"),
+    );
+}
+
+// PyTorch:
+//
+//     class LinearBaseline(nn.Module):
+//         def __init__(self):
+//             super().__init__()
+//             self.model = Sequential(Flatten(), Linear(3072, 10))
+//         def forward(self, x):
+//             return self.model(x)
+//
+//     with torch.no_grad():
+//         linear_logits = linear(inputs)              # -> linear_logits.f32
+//     torch.save(linear.state_dict(), "linear_tutorial.pth")        # model.1.weight, model.1.bias
+//     linear_plain = plain_keys(linear.state_dict(), {"1": "fc"})  # fc.weight, fc.bias
+//     torch.save(linear_plain, "linear_plain.pth")
+//     save_file(linear_plain, "linear_plain.safetensors")
+#[test]
+fn linear_baseline_from_pytorch_matches_pytorch() {
+    let device = Device::flex();
+    let expected = read_f32("linear_logits.f32");
+    for (file, layout) in [
+        ("linear_tutorial.pth", KeyLayout::Tutorial),
+        ("linear_plain.pth", KeyLayout::Plain),
+    ] {
+        let (model, report) = load_pytorch_with(
+            LinearBaselineConfig::new().init(&device),
+            fixture(file),
+            &LoadOptions::new(),
+        )
+        .unwrap();
+        assert_eq!(report.layout, layout);
+        assert_close(file, model.forward(inputs(&device)), &expected);
+    }
+    let model = load_safetensors(
+        LinearBaselineConfig::new().init(&device),
+        fixture("linear_plain.safetensors"),
+    )
+    .unwrap();
+    assert_close(
+        "linear_plain.safetensors",
+        model.forward(inputs(&device)),
+        &expected,
+    );
+}
+
+// PyTorch: a training checkpoint holding the state dict under a key:
+//
+//     torch.save({"epoch": 3, "model_state_dict": linear.state_dict(), "note": "checkpoint"},
+//                "linear_checkpoint.pth")
+#[test]
+fn a_state_dict_inside_a_checkpoint_dict_loads_by_its_key() {
+    let device = Device::flex();
+    let options = LoadOptions::new().with_top_level_key("model_state_dict");
+    let (model, report) = load_pytorch_with(
+        LinearBaselineConfig::new().init(&device),
+        fixture("linear_checkpoint.pth"),
+        &options,
+    )
+    .unwrap();
+    assert_eq!(report.layout, KeyLayout::Tutorial);
+    assert_close(
+        "linear_checkpoint.pth[model_state_dict]",
+        model.forward(inputs(&device)),
+        &read_f32("linear_logits.f32"),
+    );
+    // Without the key, the whole checkpoint is not a state dict of this model.
+    let err = load_pytorch(
+        LinearBaselineConfig::new().init(&device),
+        fixture("linear_checkpoint.pth"),
+    )
+    .unwrap_err();
+    eprintln!("{err}");
+    assert!(err.to_string().contains("linear_checkpoint.pth"), "{err}");
+    let mismatch = err.mismatch().expect("a key mismatch");
+    assert_eq!(mismatch.nested_under.as_deref(), Some("model_state_dict"));
+    assert!(err.to_string().contains("with_top_level_key"), "{err}");
+}
+
+// Same files as above, loaded through the run-time `Model` enum.
+#[test]
+fn the_model_enum_loads_pytorch_weights() {
+    let device = Device::flex();
+    let conv = load_pytorch(
+        Model::Conv(SeedConvNetConfig::new().init(&device)),
+        fixture("conv_tutorial.pth"),
+    )
+    .unwrap();
+    assert_close(
+        "Model::Conv <- conv_tutorial.pth",
+        conv.forward(inputs(&device)),
+        &read_f32("conv_logits.f32"),
+    );
+    let linear = load_pytorch(
+        Model::Linear(LinearBaselineConfig::new().init(&device)),
+        fixture("linear_tutorial.pth"),
+    )
+    .unwrap();
+    assert_close(
+        "Model::Linear <- linear_tutorial.pth",
+        ImageClassifier::forward(&linear, inputs(&device)),
+        &read_f32("linear_logits.f32"),
+    );
+}
+
+// burn-store's PytorchStore renumbers Sequential indices by default (0,2,4,7,8 -> 0..4);
+// the interop functions turn that off and read the tutorial's indices as they are.
+#[test]
+fn burn_store_would_renumber_the_tutorials_indices() {
+    use burn::store::{ModuleStore, PytorchStore};
+    let mut store = PytorchStore::from_file(fixture("conv_tutorial.pth"));
+    let keys = store.keys().unwrap();
+    assert!(keys.contains(&"model.3.weight".to_string()), "{keys:?}");
+    assert!(!keys.contains(&"model.7.weight".to_string()), "{keys:?}");
+    let mut store =
+        PytorchStore::from_file(fixture("conv_tutorial.pth")).map_indices_contiguous(false);
+    let keys = store.keys().unwrap();
+    assert!(keys.contains(&"model.7.weight".to_string()), "{keys:?}");
+}
+
+// linear_tutorial.pth (LinearBaseline) into the conv net, and conv_tutorial.pth
+// (MyConvModel) into the linear baseline.
+#[test]
+fn pytorch_weights_of_the_other_architecture_are_rejected() {
+    let device = Device::flex();
+    let err = load_pytorch(
+        SeedConvNetConfig::new().init(&device),
+        fixture("linear_tutorial.pth"),
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    eprintln!("{message}");
+    let mismatch = err.mismatch().expect("a key mismatch");
+    assert_eq!(mismatch.missing.len(), 10);
+    assert_eq!(mismatch.unexpected.len(), 2);
+    assert!(message.contains("linear_tutorial.pth"), "{message}");
+    assert!(message.contains("model.1.weight [10, 3072]"), "{message}");
+    assert!(
+        message.contains("model.0.weight [32, 3, 5, 5]"),
+        "{message}"
+    );
+
+    let err = load_pytorch(
+        LinearBaselineConfig::new().init(&device),
+        fixture("conv_tutorial.pth"),
+    )
+    .unwrap_err();
+    let mismatch = err.mismatch().expect("a key mismatch");
+    assert_eq!(
+        mismatch
+            .missing
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["model.1.weight [10, 3072]", "model.1.bias [10]"]
+    );
+    assert_eq!(mismatch.unexpected.len(), 10);
+
+    // Plain keys into the conv net: nothing in common.
+    let err = load_safetensors(
+        SeedConvNetConfig::new().init(&device),
+        fixture("linear_plain.safetensors"),
+    )
+    .unwrap_err();
+    let mismatch = err.mismatch().expect("a key mismatch");
+    assert_eq!(mismatch.missing[0].key, "conv1.weight");
+    assert_eq!(mismatch.unexpected[0].key, "fc.bias");
+}
+
+/// Loads the conv net's PyTorch weights on `device` and returns its logits for the inputs.
+#[allow(dead_code)]
+fn conv_logits_on(device: &Device) -> Tensor<2> {
+    let model = load_pytorch(
+        SeedConvNetConfig::new().init(device),
+        fixture("conv_tutorial.pth"),
+    )
+    .unwrap();
+    model.forward(inputs(device))
+}
+
+#[cfg(feature = "ndarray")]
+#[test]
+fn flex_and_ndarray_agree() {
+    #[allow(deprecated)]
+    let ndarray = Device::ndarray();
+    let flex = Device::flex();
+    let expected = conv_logits_on(&flex)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let diff = max_abs_diff(conv_logits_on(&ndarray), &expected);
+    eprintln!("conv net, NdArray vs Flex: max abs diff {diff:e}");
+    assert!(diff <= TOLERANCE, "{diff}");
+
+    let linear = |device: &Device| {
+        load_pytorch(
+            LinearBaselineConfig::new().init(device),
+            fixture("linear_tutorial.pth"),
+        )
+        .unwrap()
+        .forward(inputs(device))
+    };
+    let expected = linear(&flex).into_data().try_to_vec::<f32>().unwrap();
+    let diff = max_abs_diff(linear(&ndarray), &expected);
+    eprintln!("linear baseline, NdArray vs Flex: max abs diff {diff:e}");
+    assert!(diff <= TOLERANCE, "{diff}");
+}
+
+// Runs on whatever wgpu finds; in CI that is a software Vulkan (lavapipe), where the first
+// run compiles the shaders, so the batch is a single image.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_agrees_with_flex() {
+    use burn::tensor::DeviceKind;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    let wgpu = Device::wgpu(DeviceKind::DefaultDevice);
+    let probe = catch_unwind(AssertUnwindSafe(|| {
+        Tensor::<1>::zeros([1], &wgpu).into_data()
+    }));
+    if let Err(panic) = probe {
+        let reason = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown reason");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no usable wgpu adapter in CI: {reason}"
+        );
+        eprintln!("SKIPPED wgpu_agrees_with_flex: no usable wgpu adapter ({reason})");
+        return;
+    }
+
+    eprintln!("wgpu adapter: {:?}", wgpu.identity());
+    let flex = Device::flex();
+    let one = |device: &Device| inputs(device).slice(0..1);
+    let conv = |device: &Device| {
+        load_pytorch(
+            SeedConvNetConfig::new().init(device),
+            fixture("conv_tutorial.pth"),
+        )
+        .unwrap()
+        .forward(one(device))
+    };
+    let expected = conv(&flex).into_data().try_to_vec::<f32>().unwrap();
+    let got = conv(&wgpu).into_data().try_to_vec::<f32>().unwrap();
+    let diff = max_abs_diff_of(&got, &expected);
+    eprintln!("conv net, wgpu vs Flex (batch 1): max abs diff {diff:e}");
+    assert!(diff <= TOLERANCE, "{diff}");
+    // And against PyTorch itself.
+    let diff = max_abs_diff_of(&got, &read_f32("conv_logits.f32")[..10]);
+    eprintln!("conv net, wgpu vs PyTorch (batch 1): max abs diff {diff:e}");
+    assert!(diff <= TOLERANCE, "{diff}");
+}
