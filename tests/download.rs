@@ -62,12 +62,22 @@ fn wrong_checksum_is_an_error_and_leaves_nothing() {
         .with_url(&server.url)
         .with_checksum("0123456789abcdef0123456789abcdef", Some(body.len() as u64));
     let err = d.fetch(dir.path()).unwrap_err();
-    assert!(matches!(err, DataError::Checksum { what: "md5", .. }), "{err}");
+    assert!(
+        matches!(err, DataError::Checksum { what: "md5", .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("cifar-10-binary.tar.gz"), "{err}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no .part, no target");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no .part, no target"
+    );
 
     // The official md5 and size, as `Cifar10::download` uses, also refuse the fixture.
-    let err = Download::cifar10().with_url(&server.url).fetch(dir.path()).unwrap_err();
+    let err = Download::cifar10()
+        .with_url(&server.url)
+        .fetch(dir.path())
+        .unwrap_err();
     assert!(matches!(err, DataError::Checksum { .. }), "{err}");
 }
 
@@ -76,7 +86,9 @@ fn connection_cut_mid_body_is_an_error_and_leaves_nothing() {
     let body = fixture();
     let server = serve(body.clone(), Serve::CutMidBody);
     let dir = tempfile::tempdir().unwrap();
-    let err = download_for(&server.url, &body).fetch(dir.path()).unwrap_err();
+    let err = download_for(&server.url, &body)
+        .fetch(dir.path())
+        .unwrap_err();
     assert!(matches!(err, DataError::Download { .. }), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
@@ -85,6 +97,11 @@ fn connection_cut_mid_body_is_an_error_and_leaves_nothing() {
 fn http_error_status_is_an_error() {
     let server = serve(Vec::new(), Serve::NotFound);
     let dir = tempfile::tempdir().unwrap();
-    let err = download_for(&server.url, b"x").fetch(dir.path()).unwrap_err();
-    assert!(matches!(&err, DataError::Download { url, .. } if url == &server.url), "{err}");
+    let err = download_for(&server.url, b"x")
+        .fetch(dir.path())
+        .unwrap_err();
+    assert!(
+        matches!(&err, DataError::Download { url, .. } if url == &server.url),
+        "{err}"
+    );
 }

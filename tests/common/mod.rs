@@ -15,16 +15,24 @@ use torchlet::data::cifar10::{CLASSES, FOLDER, META_FILE, RECORD_BYTES, TEST_FIL
 /// Returns `None` (and says so) when it is missing outside CI; panics when `CI` is set, so a
 /// CI run can never pass by skipping the real-data tests.
 pub fn real_archive() -> Option<PathBuf> {
-    let path = std::env::var_os("TORCHLET_CIFAR10").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cifar10/cifar-10-binary.tar.gz")
-    });
+    let path = std::env::var_os("TORCHLET_CIFAR10")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cifar10/cifar-10-binary.tar.gz")
+        });
     if path.is_file() {
         return Some(path);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("CI is set but the CIFAR-10 archive is missing at {}", path.display());
+        panic!(
+            "CI is set but the CIFAR-10 archive is missing at {}",
+            path.display()
+        );
     }
-    eprintln!("SKIPPED: real CIFAR-10 archive not found at {}", path.display());
+    eprintln!(
+        "SKIPPED: real CIFAR-10 archive not found at {}",
+        path.display()
+    );
     None
 }
 
@@ -38,7 +46,9 @@ pub fn record(label: u8, seed: u32) -> Vec<u8> {
 
 /// A batch file of `n` records with labels `i % 10`, seeded by `batch`.
 pub fn batch_bytes(batch: u32, n: u32) -> Vec<u8> {
-    (0..n).flat_map(|i| record((i % 10) as u8, batch * 1000 + i)).collect()
+    (0..n)
+        .flat_map(|i| record((i % 10) as u8, batch * 1000 + i))
+        .collect()
 }
 
 /// The members of a small, valid archive: 5 train batches of `n` records, a test batch, meta.
@@ -49,7 +59,10 @@ pub fn members(n: u32) -> Vec<(String, Vec<u8>)> {
         .map(|(i, f)| (format!("{FOLDER}/{f}"), batch_bytes(i as u32 + 1, n)))
         .collect();
     m.push((format!("{FOLDER}/{TEST_FILE}"), batch_bytes(99, n)));
-    m.push((format!("{FOLDER}/{META_FILE}"), format!("{}\n\n", CLASSES.join("\n")).into_bytes()));
+    m.push((
+        format!("{FOLDER}/{META_FILE}"),
+        format!("{}\n\n", CLASSES.join("\n")).into_bytes(),
+    ));
     m
 }
 
@@ -67,7 +80,8 @@ pub fn archive_bytes(members: &[(String, Vec<u8>)]) -> Vec<u8> {
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
         header.set_cksum();
-        tar.append_data(&mut header, name, bytes.as_slice()).unwrap();
+        tar.append_data(&mut header, name, bytes.as_slice())
+            .unwrap();
     }
     tar.into_inner().unwrap().finish().unwrap()
 }
@@ -91,7 +105,10 @@ pub struct Server {
 
 pub fn serve(body: Vec<u8>, mode: Serve) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/cifar-10-binary.tar.gz", listener.local_addr().unwrap());
+    let url = format!(
+        "http://{}/cifar-10-binary.tar.gz",
+        listener.local_addr().unwrap()
+    );
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     std::thread::spawn(move || {
@@ -119,7 +136,9 @@ pub fn serve(body: Vec<u8>, mode: Serve) -> Server {
                         Serve::CutMidBody => &body[..body.len() / 2],
                         _ => &body[..],
                     };
-                    stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(sent))
+                    stream
+                        .write_all(head.as_bytes())
+                        .and_then(|_| stream.write_all(sent))
                 }
             };
             let _ = stream.flush();

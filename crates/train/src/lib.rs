@@ -1,0 +1,79 @@
+//! # torchlet-train
+//!
+//! Chapters three to six of the PyTorch CIFAR-10 tutorial on Burn's `burn::train`:
+//!
+//! | PyTorch | torchlet-train |
+//! |---|---|
+//! | `criterion = nn.CrossEntropyLoss()`, `loss.backward()` | [`Classifier`] (Burn's `TrainStep` / `InferenceStep`) |
+//! | `optim.SGD(lr, momentum, weight_decay, nesterov)`, `Adam`, `AdamW` | [`OptimizerConfig`] |
+//! | `StepLR`, `CosineAnnealingLR`, `OneCycleLR` | [`LrSchedule`] |
+//! | `for epoch in ...: train(); test()` | [`Trainer::fit`] |
+//! | `model.train()` / `model.eval()` + `torch.no_grad()` | Burn's `Module::train` / `Module::valid` (done by the loop) |
+//! | `torch.save({...})`, `load_state_dict` | [`checkpoint`] ([`SavedCheckpoint`]) |
+//! | `SummaryWriter.add_scalar` | [`tensorboard`] |
+//! | `torch.device("cuda" if ... else "cpu")` | [`select_device`] |
+//!
+//! The training loop is Burn's `SupervisedTraining` + `Learner`, run by a custom
+//! `SupervisedLearningStrategy` ([`strategy`] explains what Burn's default one lacks). A run
+//! folder holds `config.json`, TensorBoard event files (`train_loss` per step, `test_loss` and
+//! `test_accuracy` per epoch), `metrics.csv`, `loss.svg`, `accuracy.svg`, `checkpoints/` and,
+//! at the end, `confusion.csv`, `confusion.md`, `per_class_accuracy.csv` and `samples.png`.
+//!
+//! The library prints nothing: it reports through an [`Observer`] and `tracing`.
+//!
+//! ```
+//! # #[cfg(feature = "flex")] {
+//! use torchlet_data::{ImageDataset, ImageShape};
+//! use torchlet_train::{DeviceChoice, TrainConfig, Trainer, select_device};
+//!
+//! // 32 random-looking images of two classes; a real run uses `Cifar10::open(path)?`.
+//! let pixels: Vec<u8> = (0..32 * 3072u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+//! let labels = (0..32).map(|i| i % 2).collect();
+//! let classes = vec!["cat".to_string(), "dog".to_string()];
+//! let data = ImageDataset::new(pixels, labels, ImageShape::CIFAR, classes)?;
+//!
+//! let mut config = TrainConfig::tutorial();
+//! config.model = "linear".parse()?;
+//! if let torchlet_model::ModelConfig::Linear(c) = &mut config.model { c.num_classes = 2; }
+//! config.epochs = 1;
+//! config.batch_size = 8;
+//!
+//! let out = tempfile::tempdir()?;
+//! let report = Trainer::new(config, out.path())
+//!     .device(select_device(DeviceChoice::Flex)?)
+//!     .fit(data.clone(), data)?;
+//! assert_eq!(report.history.len(), 1);
+//! assert!(out.path().join("checkpoints/epoch-0001/model.bpk").is_file());
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod atomic;
+pub mod checkpoint;
+pub mod config;
+pub mod confusion;
+pub mod device;
+pub mod error;
+pub mod grid;
+pub mod infer;
+pub mod metrics_csv;
+pub mod optim;
+pub mod plot;
+pub mod renderer;
+pub mod report;
+pub mod run;
+pub mod step;
+pub mod strategy;
+pub mod tensorboard;
+
+pub use checkpoint::{SavedCheckpoint, list_checkpoints};
+pub use config::{LrSchedule, OptimizerConfig, TrainConfig};
+pub use device::{DeviceChoice, SelectedDevice, select_device};
+pub use error::{Result, TrainError};
+pub use infer::{Prediction, classify, load_image_32};
+pub use report::{
+    CheckpointSaved, EpochSummary, Observer, Phase, Progress, RunStart, Silent, StepLog,
+};
+pub use run::{StopHandle, TrainReport, Trainer};
+pub use step::Classifier;
