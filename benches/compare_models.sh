@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Side by side on one machine, one after the other in one run: torchlet's model benchmark
+# (Flex and NdArray) and PyTorch's (default layout and channels_last), same thread count.
+#
+#   benches/compare_models.sh [python]      # python: an interpreter with torch (default python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py="${1:-python3}"
+threads="${THREADS:-$(nproc)}"
+export RAYON_NUM_THREADS="$threads" BURN_DEVICE=flex
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; threads: $threads; $(date -u)"
+cargo bench --profile dev --features torchlet/ndarray --bench model 2>&1 | grep -Ev '^\s*(Compiling|Finished|Running)'
+"$py" benches/pytorch_model.py --threads "$threads"
