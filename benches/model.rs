@@ -71,6 +71,7 @@ fn train_step(config: &ModelConfig, device: &Device, n: usize, iters: usize) -> 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let iters = if full { 20 } else { 1 };
+    #[allow(unused_mut)] // NdArray joins only with the `ndarray` feature.
     let mut devices: Vec<(&str, Device)> = vec![("flex", Device::flex())];
     #[cfg(feature = "ndarray")]
     #[allow(deprecated)]
@@ -90,30 +91,18 @@ fn main() {
         } else {
             iters
         };
-        let cases: [(&str, Box<dyn Fn() -> (f64, f64)>, usize); 4] = [
-            (
-                "SeedConvNet inference, batch 1000",
-                Box::new(|| inference(&conv, device, 1000, it)),
-                1000,
-            ),
-            (
-                "SeedConvNet inference, batch 64",
-                Box::new(|| inference(&conv, device, 64, it)),
-                64,
-            ),
-            (
-                "SeedConvNet train step, batch 64",
-                Box::new(|| train_step(&conv, device, 64, it)),
-                64,
-            ),
-            (
-                "LinearBaseline train step, batch 64",
-                Box::new(|| train_step(&linear, device, 64, it)),
-                64,
-            ),
+        let cases = [
+            ("SeedConvNet inference, batch 1000", &conv, 1000, false),
+            ("SeedConvNet inference, batch 64", &conv, 64, false),
+            ("SeedConvNet train step, batch 64", &conv, 64, true),
+            ("LinearBaseline train step, batch 64", &linear, 64, true),
         ];
-        for (case, run, n) in cases {
-            let (best, median) = run();
+        for (case, config, n, train) in cases {
+            let (best, median) = if train {
+                train_step(config, device, n, it)
+            } else {
+                inference(config, device, n, it)
+            };
             println!(
                 "{:<44} {:>14.0} {:>14.0}",
                 format!("{name}: {case}"),

@@ -1,6 +1,11 @@
 //! Fixtures shared by the integration tests: tiny CIFAR-10 archives, the real archive's path,
 //! and a one-file HTTP server on 127.0.0.1.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -309,10 +309,8 @@ impl Compose {
                 Transform::RandomCrop { size, padding } => {
                     shape = random_crop(out, scratch, shape, size, padding, rng);
                 }
-                Transform::RandomHorizontalFlip { p } => {
-                    if rng.unit() < p {
-                        flip_horizontal(out, shape);
-                    }
+                Transform::RandomHorizontalFlip { p } if rng.unit() < p => {
+                    flip_horizontal(out, shape);
                 }
                 _ => {}
             }
