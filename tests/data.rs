@@ -384,6 +384,20 @@ fn workers_do_not_change_the_batches() {
     );
 }
 
+/// Targets of every batch of the loader's next epoch.
+fn next_epoch_targets(loader: &DataLoader) -> Vec<Vec<i64>> {
+    loader
+        .iter()
+        .map(|b| {
+            b.targets
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn iter_advances_the_epoch_and_set_epoch_rewinds_it() {
     let loader = DataLoader::builder(tiny_dataset(20))
@@ -393,39 +407,12 @@ fn iter_advances_the_epoch_and_set_epoch_rewinds_it() {
         .build()
         .unwrap();
     let first = collect(&loader, 0);
-    let a: Vec<_> = loader
-        .iter()
-        .map(|b| {
-            b.targets
-                .into_data()
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .unwrap()
-        })
-        .collect();
-    let b: Vec<_> = loader
-        .iter()
-        .map(|b| {
-            b.targets
-                .into_data()
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .unwrap()
-        })
-        .collect();
+    let a = next_epoch_targets(&loader);
+    let b = next_epoch_targets(&loader);
     assert_eq!(a[0], first[0].2);
     assert_ne!(a, b);
     loader.set_epoch(0);
-    let again: Vec<_> = loader
-        .iter()
-        .map(|b| {
-            b.targets
-                .into_data()
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .unwrap()
-        })
-        .collect();
+    let again = next_epoch_targets(&loader);
     assert_eq!(a, again);
 }
 

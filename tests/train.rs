@@ -8,6 +8,13 @@
 
 mod common;
 
+/// Flex draws dropout masks and initial weights from one process-wide RNG, so two trainings
+/// running at once in this test binary would interleave their draws. Each test holds this lock.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -135,6 +142,7 @@ fn fit(config: TrainConfig, out: &Path, data: &ImageDataset) -> Result<TrainRepo
 
 #[test]
 fn short_real_run_beats_chance_and_lowers_loss() {
+    let _serial = serial();
     let Some(archive) = common::real_archive() else {
         return;
     };
@@ -177,6 +185,7 @@ fn short_real_run_beats_chance_and_lowers_loss() {
 
 #[test]
 fn run_folder_has_every_artifact_and_tensorboard_reads_back_exactly() {
+    let _serial = serial();
     let data = synthetic(64, 4, 1);
     let out = tempfile::tempdir().unwrap();
     let recorder = Arc::new(Recorder::default());
@@ -261,6 +270,7 @@ fn run_folder_has_every_artifact_and_tensorboard_reads_back_exactly() {
 
 #[test]
 fn checkpoint_round_trip_loads_into_a_fresh_model() {
+    let _serial = serial();
     let data = synthetic(48, 3, 2);
     let out = tempfile::tempdir().unwrap();
     let model = ModelConfig::Conv(SeedConvNetConfig::new().with_num_classes(3));
@@ -301,6 +311,7 @@ fn checkpoint_round_trip_loads_into_a_fresh_model() {
 
 #[test]
 fn resume_is_bit_exact_after_an_epoch_and_after_a_stop_mid_epoch() {
+    let _serial = serial();
     let data = synthetic(64, 4, 3);
     let model = ModelConfig::Conv(
         SeedConvNetConfig::new()
@@ -378,6 +389,7 @@ fn resume_is_bit_exact_after_an_epoch_and_after_a_stop_mid_epoch() {
 
 #[test]
 fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let _serial = serial();
     // One step per epoch; a learning rate so large that the second step overflows.
     let data = synthetic(8, 2, 4);
     let out = tempfile::tempdir().unwrap();
@@ -405,6 +417,7 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn an_unwritable_output_folder_fails_before_training() {
+    let _serial = serial();
     let data = synthetic(8, 2, 5);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
@@ -422,6 +435,7 @@ fn an_unwritable_output_folder_fails_before_training() {
 
 #[test]
 fn resuming_with_another_config_or_a_corrupt_checkpoint_is_a_clear_error() {
+    let _serial = serial();
     let data = synthetic(32, 2, 6);
     let out = tempfile::tempdir().unwrap();
     fit(small_config(linear(2), 1), out.path(), &data).unwrap();
@@ -469,6 +483,7 @@ fn resuming_with_another_config_or_a_corrupt_checkpoint_is_a_clear_error() {
 
 #[test]
 fn every_optimizer_and_schedule_trains() {
+    let _serial = serial();
     let data = synthetic(32, 2, 7);
     for (optimizer, schedule) in [
         ("sgd", "step"),
