@@ -164,6 +164,33 @@ fn open_gpu_if_present(choice: DeviceChoice) -> Result<Option<SelectedDevice>, T
     if !present {
         return Ok(None);
     }
+    #[cfg(feature = "wgpu")]
+    if matches!(choice, DeviceChoice::Wgpu) {
+        // wgpu's default adapter may be a software rasterizer (Mesa's lavapipe), which runs
+        // on the CPU far slower than Flex: `auto` takes only a real GPU.
+        use burn::tensor::DeviceKind;
+        // A missing adapter panics inside the backend (caught below); keep those expected
+        // panics from printing while probing.
+        let previous_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let mut found = None;
+        for kind in [DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0)] {
+            let label = format!("wgpu {kind:?} (GPU)");
+            let Ok(device) = probe_catching(|| Device::wgpu(kind)) else {
+                continue;
+            };
+            if check_works(&device).is_ok() {
+                found = Some(SelectedDevice {
+                    device,
+                    kind: choice,
+                    description: label,
+                });
+                break;
+            }
+        }
+        std::panic::set_hook(previous_hook);
+        return Ok(found);
+    }
     open(choice).map(Some)
 }
 
