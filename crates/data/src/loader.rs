@@ -22,7 +22,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::dataset::{ImageDataset, ImageItem, ImageShape};
 use crate::error::{DataError, Result};
-use crate::transform::{Compose, Rng, to_tensor_into};
+use crate::transform::{Compose, Rng, extend_to_tensor};
 
 /// One batch: what `imgs, targets = data` gives in the tutorial.
 #[derive(Clone, Debug)]
@@ -392,14 +392,6 @@ impl DataLoader {
     }
 }
 
-/// Appends one CHW `u8` image as `f32` values through per-channel lookup tables.
-fn extend_to_tensor(out: &mut Vec<f32>, image: &[u8], shape: ImageShape, luts: &[[f32; 256]]) {
-    let plane = shape.height * shape.width;
-    for (src, lut) in image.chunks_exact(plane).zip(luts) {
-        out.extend(src.iter().map(|&b| lut[usize::from(b)]));
-    }
-}
-
 #[derive(Default)]
 struct Scratch {
     image: Vec<u8>,
@@ -620,10 +612,10 @@ impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
     /// are.
     fn batch(&self, items: Vec<ImageItem>, device: &Device) -> ImageBatch {
         let numel = self.out_shape.numel();
-        let mut images = vec![0f32; items.len() * numel];
+        let mut images = Vec::with_capacity(items.len() * numel);
         let mut targets = Vec::with_capacity(items.len());
         let (mut buf, mut tmp) = (Vec::new(), Vec::new());
-        for (item, out) in items.iter().zip(images.chunks_exact_mut(numel)) {
+        for item in &items {
             assert_eq!(
                 item.image.len(),
                 self.shape.numel(),
@@ -635,7 +627,7 @@ impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
             let s =
                 self.transform
                     .augment_into(&item.image, self.shape, &mut rng, &mut buf, &mut tmp);
-            to_tensor_into(&buf, s, &self.luts, out);
+            extend_to_tensor(&mut images, &buf, s, &self.luts);
             targets.push(item.label as i64);
         }
         HostBatch {

@@ -335,23 +335,18 @@ impl Compose {
         let shape = self.augment_into(image, shape, rng, &mut buf, &mut scratch);
         debug_assert_eq!(shape, out_shape);
         let luts = self.lookup_tables(shape.channels);
-        let mut values = vec![0f32; shape.numel()];
-        to_tensor_into(&buf, shape, &luts, &mut values);
+        let mut values = Vec::with_capacity(shape.numel());
+        extend_to_tensor(&mut values, &buf, shape, &luts);
         Ok(values)
     }
 }
 
-/// Converts one CHW `u8` image into `f32` values through per-channel lookup tables.
-pub fn to_tensor_into(image: &[u8], shape: ImageShape, luts: &[[f32; 256]], out: &mut [f32]) {
+/// Appends one CHW `u8` image to `out` as `f32` values, through per-channel lookup tables
+/// (see [`Compose::lookup_tables`]).
+pub fn extend_to_tensor(out: &mut Vec<f32>, image: &[u8], shape: ImageShape, luts: &[[f32; 256]]) {
     let plane = shape.height * shape.width;
-    for ((src, dst), lut) in image
-        .chunks_exact(plane)
-        .zip(out.chunks_exact_mut(plane))
-        .zip(luts)
-    {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = lut[usize::from(s)];
-        }
+    for (src, lut) in image.chunks_exact(plane).zip(luts) {
+        out.extend(src.iter().map(|&b| lut[usize::from(b)]));
     }
 }
 
