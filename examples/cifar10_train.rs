@@ -172,8 +172,14 @@ fn main() -> Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
 
+    let started = std::time::Instant::now();
     let report = trainer.fit(cifar.train, cifar.test)?;
+    let wall = started.elapsed().as_secs_f64();
 
+    match peak_memory_mib() {
+        Some(mib) => println!("training took {wall:.1} s; peak memory (RSS) {mib:.1} MiB"),
+        None => println!("training took {wall:.1} s"),
+    }
     if let Some(last) = &report.last_checkpoint {
         println!("last checkpoint: {}", last.display());
     }
@@ -197,6 +203,14 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The process's peak resident memory (`VmHWM` in /proc/self/status), where the OS reports it.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Finds the data without reading it; `None` means "download it" (only with --download).

@@ -384,6 +384,42 @@ fn workers_do_not_change_the_batches() {
     );
 }
 
+/// Batch buffers are recycled once their tensor is dropped: batches of later epochs equal fresh
+/// host batches (including a short last batch into a larger recycled buffer), and tensors still
+/// held keep their values while the loader runs on.
+#[test]
+fn recycled_batch_buffers_never_leak_into_live_tensors() {
+    let ds = tiny_dataset(23);
+    for workers in [0, 2] {
+        let loader = DataLoader::builder(ds.clone())
+            .batch_size(5)
+            .shuffle(true)
+            .seed(5)
+            .num_workers(workers)
+            .transform(Compose::cifar10_augment())
+            .device(&Device::flex())
+            .build()
+            .unwrap();
+        let expected = |epoch: u64| -> Vec<Vec<f32>> {
+            let order = loader.order(epoch);
+            (0..loader.len())
+                .map(|i| loader.host_batch(epoch, &order, i).images)
+                .collect()
+        };
+        let held: Vec<_> = loader.iter_epoch(0).collect();
+        for epoch in 1..4 {
+            let got: Vec<Vec<f32>> = collect(&loader, epoch).into_iter().map(|b| b.1).collect();
+            assert_eq!(got, expected(epoch), "epoch {epoch}, {workers} workers");
+        }
+        let held: Vec<Vec<f32>> = held
+            .into_iter()
+            .map(|b| b.images.into_data().try_to_vec::<f32>().unwrap())
+            .collect();
+        assert_eq!(held, expected(0), "{workers} workers");
+        assert_eq!(held.last().map(|v| v.len()), Some(3 * 3072));
+    }
+}
+
 /// Targets of every batch of the loader's next epoch.
 fn next_epoch_targets(loader: &DataLoader) -> Vec<Vec<i64>> {
     loader

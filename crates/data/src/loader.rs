@@ -10,15 +10,15 @@
 //! worker's chunk, keeps the last partial batch always, and builds every batch from owned
 //! items (an allocation per image); see `docs/performance.md` for the measured difference.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoaderIterator, Progress};
 use burn::data::dataset::DatasetError;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{AllocationProperty, Bytes, DType, Device, Int, Tensor, TensorData};
 
 use crate::dataset::{ImageDataset, ImageItem, ImageShape};
 use crate::error::{DataError, Result};
@@ -60,6 +60,85 @@ impl HostBatch {
         let n = self.targets.len();
         let [c, h, w] = self.shape.dims();
         let images = Tensor::<4>::from_data(TensorData::new(self.images, [n, c, h, w]), device);
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(self.targets, [n]), device);
+        ImageBatch { images, targets }
+    }
+}
+
+/// Image buffers of batches whose tensors were dropped, ready for the next batches.
+///
+/// A batch's 786 KiB buffer is filled on a worker thread and freed wherever its tensor dies;
+/// handing the allocator a large block across threads like that makes it return the pages to
+/// the OS and fault them in again (zeroed) for the next batch. Reusing the buffers keeps their
+/// pages mapped and warm.
+struct BufferPool {
+    free: Mutex<Vec<Vec<f32>>>,
+    cap: usize,
+}
+
+impl BufferPool {
+    fn new(cap: usize) -> Self {
+        Self {
+            free: Mutex::new(Vec::new()),
+            cap,
+        }
+    }
+
+    /// An empty buffer with room for `len` values.
+    fn take(&self, len: usize) -> Vec<f32> {
+        let mut v = self
+            .free
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_default();
+        v.clear();
+        v.reserve(len);
+        v
+    }
+
+    fn give(&self, v: Vec<f32>) {
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < self.cap
+        {
+            free.push(v);
+        }
+    }
+}
+
+/// Owns a pooled buffer while a tensor reads it (zero-copy); hands it back on drop.
+struct PooledImages {
+    values: Vec<f32>,
+    pool: Weak<BufferPool>,
+}
+
+impl AsRef<[u8]> for PooledImages {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.values)
+    }
+}
+
+impl Drop for PooledImages {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.give(std::mem::take(&mut self.values));
+        }
+    }
+}
+
+impl HostBatch {
+    /// Like [`HostBatch::to_device`], with the image buffer returning to `pool` once the
+    /// device no longer needs it (at once for a GPU, when the tensor is dropped on the CPU).
+    fn to_device_pooled(self, device: &Device, pool: &Arc<BufferPool>) -> ImageBatch {
+        let n = self.targets.len();
+        let [c, h, w] = self.shape.dims();
+        let owner = PooledImages {
+            values: self.images,
+            pool: Arc::downgrade(pool),
+        };
+        let bytes = Bytes::from_shared(bytes::Bytes::from_owner(owner), AllocationProperty::Native);
+        let data = TensorData::from_bytes(bytes, [n, c, h, w], DType::F32);
+        let images = Tensor::<4>::from_data(data, device);
         let targets = Tensor::<1, Int>::from_data(TensorData::new(self.targets, [n]), device);
         ImageBatch { images, targets }
     }
@@ -153,7 +232,6 @@ impl DataLoaderBuilder {
                     .map_err(|_| DataError::InvalidConfig("more than 2^32 items".into()))
             })
             .collect::<Result<_>>()?;
-        let luts = self.transform.lookup_tables(out_shape.channels);
         Ok(DataLoader {
             inner: Arc::new(Inner {
                 in_shape: self.dataset.shape(),
@@ -165,7 +243,7 @@ impl DataLoaderBuilder {
                 num_workers: self.num_workers,
                 prefetch: self.prefetch,
                 transform: self.transform,
-                luts,
+                pool: Arc::new(BufferPool::new(self.num_workers * (self.prefetch + 1) + 2)),
                 out_shape,
             }),
             device: self.device.unwrap_or_default(),
@@ -184,7 +262,7 @@ struct Inner {
     num_workers: usize,
     prefetch: usize,
     transform: Compose,
-    luts: Vec<[f32; 256]>,
+    pool: Arc<BufferPool>,
     in_shape: ImageShape,
     out_shape: ImageShape,
 }
@@ -360,9 +438,10 @@ impl DataLoader {
         let items = &order[start.min(end)..end];
         let numel = inner.out_shape.numel();
         // Filled by `extend` (no zeroing pass, no bounds checks in the inner loop).
-        let mut images = Vec::with_capacity(items.len() * numel);
+        let mut images = inner.pool.take(items.len() * numel);
         let mut targets = Vec::with_capacity(items.len());
         let random = inner.transform.is_random();
+        let norm = inner.transform.normalization();
         for &i in items {
             let i = i as usize;
             let ds = &inner.dataset;
@@ -378,9 +457,9 @@ impl DataLoader {
                     &mut scratch.image,
                     &mut scratch.tmp,
                 );
-                extend_to_tensor(&mut images, &scratch.image, shape, &inner.luts);
+                extend_to_tensor(&mut images, &scratch.image, shape, norm);
             } else {
-                extend_to_tensor(&mut images, image, inner.in_shape, &inner.luts);
+                extend_to_tensor(&mut images, image, inner.in_shape, norm);
             }
             targets.push(label as i64);
         }
@@ -413,7 +492,7 @@ impl Job {
             let batch = self
                 .loader
                 .fill_batch(self.epoch, &self.order, index, &mut scratch)
-                .to_device(&self.loader.device);
+                .to_device_pooled(&self.loader.device, &self.loader.inner.pool);
             if tx.send(batch).is_err() {
                 return; // The iterator was dropped.
             }
@@ -465,7 +544,8 @@ impl Batches {
         self.next += 1;
         if self.workers.is_empty() {
             let batch = self.loader.host_batch(self.epoch, &self.order, index);
-            return Some(Ok(batch.to_device(&self.loader.device)));
+            let pool = &self.loader.inner.pool;
+            return Some(Ok(batch.to_device_pooled(&self.loader.device, pool)));
         }
         let n = self.workers.len();
         let worker = &mut self.workers[index % n];
@@ -582,7 +662,6 @@ impl burn::data::dataloader::DataLoader<ImageBatch> for DataLoader {
 pub struct ImageBatcher {
     transform: Compose,
     shape: ImageShape,
-    luts: Vec<[f32; 256]>,
     out_shape: ImageShape,
     seed: u64,
     counter: AtomicU64,
@@ -592,11 +671,9 @@ impl ImageBatcher {
     /// A batcher for items of `shape` through `transform`.
     pub fn new(transform: Compose, shape: ImageShape, seed: u64) -> Result<Self> {
         let out_shape = transform.output_shape(shape)?;
-        let luts = transform.lookup_tables(out_shape.channels);
         Ok(Self {
             transform,
             shape,
-            luts,
             out_shape,
             seed,
             counter: AtomicU64::new(0),
@@ -627,7 +704,7 @@ impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
             let s =
                 self.transform
                     .augment_into(&item.image, self.shape, &mut rng, &mut buf, &mut tmp);
-            extend_to_tensor(&mut images, &buf, s, &self.luts);
+            extend_to_tensor(&mut images, &buf, s, self.transform.normalization());
             targets.push(item.label as i64);
         }
         HostBatch {

@@ -140,7 +140,7 @@ impl Rng {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Compose {
     steps: Vec<Transform>,
-    /// Per-channel lookup tables `byte -> f32`, built for the input's channel count lazily.
+    /// Per-channel `(mean, std)` of the Normalize step, if any.
     norm: Option<(Vec<f32>, Vec<f32>)>,
 }
 
@@ -270,6 +270,13 @@ impl Compose {
         Ok(shape)
     }
 
+    /// The Normalize step's per-channel `(mean, std)`, if the pipeline has one.
+    pub fn normalization(&self) -> Option<(&[f32], &[f32])> {
+        self.norm
+            .as_ref()
+            .map(|(m, s)| (m.as_slice(), s.as_slice()))
+    }
+
     /// Per-channel lookup tables `byte -> value` for the fused `ToTensor` + `Normalize`.
     ///
     /// Each entry is computed exactly as PyTorch does: `b / 255`, then `(x - mean) / std`.
@@ -334,19 +341,30 @@ impl Compose {
         let (mut buf, mut scratch) = (Vec::new(), Vec::new());
         let shape = self.augment_into(image, shape, rng, &mut buf, &mut scratch);
         debug_assert_eq!(shape, out_shape);
-        let luts = self.lookup_tables(shape.channels);
         let mut values = Vec::with_capacity(shape.numel());
-        extend_to_tensor(&mut values, &buf, shape, &luts);
+        extend_to_tensor(&mut values, &buf, shape, self.normalization());
         Ok(values)
     }
 }
 
-/// Appends one CHW `u8` image to `out` as `f32` values, through per-channel lookup tables
-/// (see [`Compose::lookup_tables`]).
-pub fn extend_to_tensor(out: &mut Vec<f32>, image: &[u8], shape: ImageShape, luts: &[[f32; 256]]) {
+/// Appends one CHW `u8` image to `out` as `f32` values: `b / 255`, then `(x - mean[c]) / std[c]`
+/// when `norm` is given, in PyTorch's order of `f32` operations, so every value equals
+/// [`Compose::lookup_tables`] (and torchvision's) bit for bit. Written as plain arithmetic over
+/// each channel plane so the compiler vectorises it (a table lookup per byte does not).
+pub fn extend_to_tensor(
+    out: &mut Vec<f32>,
+    image: &[u8],
+    shape: ImageShape,
+    norm: Option<(&[f32], &[f32])>,
+) {
     let plane = shape.height * shape.width;
-    for (src, lut) in image.chunks_exact(plane).zip(luts) {
-        out.extend(src.iter().map(|&b| lut[usize::from(b)]));
+    match norm {
+        None => out.extend(image.iter().map(|&b| f32::from(b) / 255.0)),
+        Some((mean, std)) => {
+            for ((src, &m), &s) in image.chunks_exact(plane).zip(mean).zip(std) {
+                out.extend(src.iter().map(|&b| (f32::from(b) / 255.0 - m) / s));
+            }
+        }
     }
 }
 
@@ -431,6 +449,52 @@ mod tests {
         assert_eq!(v[1], 1.0);
         assert_eq!(v[6], (0.0 - 0.25) / 0.125);
         assert_eq!(v[9], (102f32 / 255.0 - 0.25) / 0.125);
+    }
+
+    /// Bit patterns of torchvision's values for bytes 0 1 127 128 254 255 in each channel:
+    /// ```python
+    /// b = torch.tensor([0, 1, 127, 128, 254, 255], dtype=torch.uint8).repeat(3, 1).reshape(3, 2, 3)
+    /// x = T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))(b.float().div(255))
+    /// [np.float32(v).view(np.uint32).item() for v in x.flatten().numpy()]
+    /// ```
+    #[test]
+    fn to_tensor_normalize_equals_torchvision_bits() {
+        let expected: [u32; 18] = [
+            3221137171, 3221003987, 1021063730, 1026498880, 1073923154, 1073989747, 3221060112,
+            3220925013, 1032140788, 1034302382, 1074204808, 1074272356, 3218765969, 3218640218,
+            1045020260, 1046026277, 1074164757, 1074227633,
+        ];
+        let img: Vec<u8> = [0u8, 1, 127, 128, 254, 255].repeat(3);
+        let shape = ImageShape {
+            channels: 3,
+            height: 2,
+            width: 3,
+        };
+        let c = Compose::new(vec![Transform::ToTensor, Transform::normalize_cifar10()]).unwrap();
+        let mut out = Vec::new();
+        extend_to_tensor(&mut out, &img, shape, c.normalization());
+        let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits, expected);
+        // The tables agree with the arithmetic for every byte, with and without Normalize.
+        let every: Vec<u8> = (0..=255u8).collect::<Vec<_>>().repeat(3);
+        let every_shape = ImageShape {
+            channels: 3,
+            height: 16,
+            width: 16,
+        };
+        for c in [c, Compose::to_tensor()] {
+            let luts = c.lookup_tables(3);
+            let mut out = Vec::new();
+            extend_to_tensor(&mut out, &every, every_shape, c.normalization());
+            for (i, v) in out.iter().enumerate() {
+                assert_eq!(
+                    v.to_bits(),
+                    luts[i / 256][i % 256].to_bits(),
+                    "byte {}",
+                    i % 256
+                );
+            }
+        }
     }
 
     #[test]

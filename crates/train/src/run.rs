@@ -267,6 +267,11 @@ impl Trainer {
 
         let store = Arc::new(CheckpointStore::new(&self.out_dir, config.keep_last));
         let outcome = Arc::new(Mutex::new(Outcome::default()));
+        let mut tensorboard = SummaryWriter::new(&self.out_dir)?;
+        if last_checkpoint.is_some() {
+            // Steps a killed run logged after its last checkpoint are logged again now.
+            tensorboard.purge_from(global_step as i64 + 1)?;
+        }
         let plan = Plan {
             config: config.clone(),
             first_epoch,
@@ -280,7 +285,7 @@ impl Trainer {
             out_dir: self.out_dir.clone(),
             store: store.clone(),
             observer: self.observer.clone(),
-            tensorboard: SummaryWriter::new(&self.out_dir)?,
+            tensorboard,
             last_checkpoint,
             seed_per_step: has_dropout(&config),
         };

@@ -164,6 +164,16 @@ impl SummaryWriter {
         self.write_event(&encode_event(wall_time(), step, None, Some(&summary)))
     }
 
+    /// Marks a restart at `step`, as PyTorch's `SummaryWriter(purge_step=step)` does.
+    ///
+    /// Writes an event holding `SessionLog { status: START }` at `step`: when TensorBoard
+    /// reads it, it drops every event of earlier files in the run whose step is `>= step`
+    /// (the steps a crashed run logged after its last checkpoint), so a resumed run's curve
+    /// shows each step once.
+    pub fn purge_from(&mut self, step: i64) -> Result<(), TensorBoardError> {
+        self.write_event(&encode_session_start(wall_time(), step))
+    }
+
     /// Flushes written records to stable storage (`fsync`).
     ///
     /// Records are already visible to readers as soon as they are added; this
@@ -364,6 +374,14 @@ fn encode_summary_scalar(tag: &str, value: f32) -> Vec<u8> {
     let mut summary = Vec::with_capacity(v.len() + 4);
     put_len_delimited(&mut summary, 1, &v);
     summary
+}
+
+/// Encodes `Event { wall_time, step, session_log: SessionLog { status: START } }`.
+fn encode_session_start(wall_time: f64, step: i64) -> Vec<u8> {
+    let mut event = encode_event(wall_time, step, None, None);
+    // `Event.session_log` is field 7; `SessionLog.status` is field 1 and START is 1.
+    put_len_delimited(&mut event, 7, &[0x08, 0x01]);
+    event
 }
 
 /// Encodes an `Event`; `wall_time` and `step` are omitted when zero (the
@@ -601,6 +619,16 @@ mod tests {
             ("lr", 7, f32::MAX),
             ("lr", 8, f32::MIN_POSITIVE / 8.0),
         ]
+    }
+
+    #[test]
+    fn session_start_matches_protobuf() {
+        // from tensorboard.compat.proto import event_pb2
+        // e = event_pb2.Event(wall_time=1.5, step=300,
+        //         session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+        // list(e.SerializeToString())
+        let expected = [9u8, 0, 0, 0, 0, 0, 0, 248, 63, 16, 172, 2, 58, 2, 8, 1];
+        assert_eq!(encode_session_start(1.5, 300), expected);
     }
 
     #[test]
