@@ -9,5 +9,7 @@ py="${1:-python3}"
 threads="${THREADS:-$(nproc)}"
 export RAYON_NUM_THREADS="$threads" BURN_DEVICE=flex
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; threads: $threads; $(date -u)"
-cargo bench --profile dev --features torchlet/ndarray --bench model 2>&1 | grep -Ev '^\s*(Compiling|Finished|Running)'
+# The test command's feature set by default, so the build the tests made is reused.
+features="${FEATURES:-torchlet/wgpu,torchlet/ndarray}"
+cargo bench --profile dev --features "$features" --bench model 2>&1 | grep -Ev '^\s*(Compiling|Finished|Running)'
 "$py" benches/pytorch_model.py --threads "$threads"

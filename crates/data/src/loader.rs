@@ -129,7 +129,7 @@ impl Drop for PooledImages {
 impl HostBatch {
     /// Like [`HostBatch::to_device`], with the image buffer returning to `pool` once the
     /// device no longer needs it (at once for a GPU, when the tensor is dropped on the CPU).
-    fn to_device_pooled(self, device: &Device, pool: &Arc<BufferPool>) -> ImageBatch {
+    fn into_device_pooled(self, device: &Device, pool: &Arc<BufferPool>) -> ImageBatch {
         let n = self.targets.len();
         let [c, h, w] = self.shape.dims();
         let owner = PooledImages {
@@ -492,7 +492,7 @@ impl Job {
             let batch = self
                 .loader
                 .fill_batch(self.epoch, &self.order, index, &mut scratch)
-                .to_device_pooled(&self.loader.device, &self.loader.inner.pool);
+                .into_device_pooled(&self.loader.device, &self.loader.inner.pool);
             if tx.send(batch).is_err() {
                 return; // The iterator was dropped.
             }
@@ -545,7 +545,7 @@ impl Batches {
         if self.workers.is_empty() {
             let batch = self.loader.host_batch(self.epoch, &self.order, index);
             let pool = &self.loader.inner.pool;
-            return Some(Ok(batch.to_device_pooled(&self.loader.device, pool)));
+            return Some(Ok(batch.into_device_pooled(&self.loader.device, pool)));
         }
         let n = self.workers.len();
         let worker = &mut self.workers[index % n];
