@@ -57,11 +57,8 @@ impl HostBatch {
 
     /// Moves the batch onto `device` as tensors.
     pub fn to_device(self, device: &Device) -> ImageBatch {
-        let n = self.targets.len();
-        let [c, h, w] = self.shape.dims();
-        let images = Tensor::<4>::from_data(TensorData::new(self.images, [n, c, h, w]), device);
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(self.targets, [n]), device);
-        ImageBatch { images, targets }
+        let images = TensorData::new(self.images, batch_dims(self.shape, self.targets.len()));
+        device_batch(images, self.targets, device)
     }
 }
 
@@ -130,17 +127,29 @@ impl HostBatch {
     /// Like [`HostBatch::to_device`], with the image buffer returning to `pool` once the
     /// device no longer needs it (at once for a GPU, when the tensor is dropped on the CPU).
     fn into_device_pooled(self, device: &Device, pool: &Arc<BufferPool>) -> ImageBatch {
-        let n = self.targets.len();
-        let [c, h, w] = self.shape.dims();
+        let dims = batch_dims(self.shape, self.targets.len());
         let owner = PooledImages {
             values: self.images,
             pool: Arc::downgrade(pool),
         };
         let bytes = Bytes::from_shared(bytes::Bytes::from_owner(owner), AllocationProperty::Native);
-        let data = TensorData::from_bytes(bytes, [n, c, h, w], DType::F32);
-        let images = Tensor::<4>::from_data(data, device);
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(self.targets, [n]), device);
-        ImageBatch { images, targets }
+        let images = TensorData::from_bytes(bytes, dims, DType::F32);
+        device_batch(images, self.targets, device)
+    }
+}
+
+/// `[batch, channels, height, width]` of `n` images of `shape`.
+fn batch_dims(shape: ImageShape, n: usize) -> [usize; 4] {
+    let [c, h, w] = shape.dims();
+    [n, c, h, w]
+}
+
+/// The images (`f32`, NCHW) and targets as tensors on `device`.
+fn device_batch(images: TensorData, targets: Vec<i64>, device: &Device) -> ImageBatch {
+    let n = targets.len();
+    ImageBatch {
+        images: Tensor::<4>::from_data(images, device),
+        targets: Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), device),
     }
 }
 

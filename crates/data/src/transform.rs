@@ -277,25 +277,6 @@ impl Compose {
             .map(|(m, s)| (m.as_slice(), s.as_slice()))
     }
 
-    /// Per-channel lookup tables `byte -> value` for the fused `ToTensor` + `Normalize`.
-    ///
-    /// Each entry is computed exactly as PyTorch does: `b / 255`, then `(x - mean) / std`.
-    pub fn lookup_tables(&self, channels: usize) -> Vec<[f32; 256]> {
-        (0..channels)
-            .map(|c| {
-                let mut lut = [0f32; 256];
-                for (b, v) in lut.iter_mut().enumerate() {
-                    let x = b as f32 / 255.0;
-                    *v = match &self.norm {
-                        Some((mean, std)) => (x - mean[c]) / std[c],
-                        None => x,
-                    };
-                }
-                lut
-            })
-            .collect()
-    }
-
     /// Applies the `u8` augmentations to one CHW image of `shape`.
     ///
     /// Returns the augmented image in `out` (resized as needed) and its shape. `scratch` is
@@ -349,8 +330,8 @@ impl Compose {
 
 /// Appends one CHW `u8` image to `out` as `f32` values: `b / 255`, then `(x - mean[c]) / std[c]`
 /// when `norm` is given, in PyTorch's order of `f32` operations, so every value equals
-/// [`Compose::lookup_tables`] (and torchvision's) bit for bit. Written as plain arithmetic over
-/// each channel plane so the compiler vectorises it (a table lookup per byte does not).
+/// torchvision's bit for bit. Written as plain arithmetic over each channel plane so the
+/// compiler vectorises it (a table lookup per byte does not).
 pub fn extend_to_tensor(
     out: &mut Vec<f32>,
     image: &[u8],
@@ -475,26 +456,6 @@ mod tests {
         extend_to_tensor(&mut out, &img, shape, c.normalization());
         let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
         assert_eq!(bits, expected);
-        // The tables agree with the arithmetic for every byte, with and without Normalize.
-        let every: Vec<u8> = (0..=255u8).collect::<Vec<_>>().repeat(3);
-        let every_shape = ImageShape {
-            channels: 3,
-            height: 16,
-            width: 16,
-        };
-        for c in [c, Compose::to_tensor()] {
-            let luts = c.lookup_tables(3);
-            let mut out = Vec::new();
-            extend_to_tensor(&mut out, &every, every_shape, c.normalization());
-            for (i, v) in out.iter().enumerate() {
-                assert_eq!(
-                    v.to_bits(),
-                    luts[i / 256][i % 256].to_bits(),
-                    "byte {}",
-                    i % 256
-                );
-            }
-        }
     }
 
     #[test]
