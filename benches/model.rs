@@ -16,7 +16,7 @@ use torchlet::burn::module::Module;
 use torchlet::burn::nn::loss::CrossEntropyLossConfig;
 use torchlet::burn::optim::{GradientsParams, SgdConfig};
 use torchlet::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use torchlet::model::{LinearBaselineConfig, Model, ModelConfig, SeedConvNetConfig};
+use torchlet::model::{CpuKernels, LinearBaselineConfig, Model, ModelConfig, SeedConvNetConfig};
 
 /// Runs `f` `iters` times after `warmup` runs; returns (best, median) seconds per call.
 fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64) {
@@ -70,6 +70,11 @@ fn train_step(config: &ModelConfig, device: &Device, n: usize, iters: usize) -> 
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    // `cargo bench --bench model -- <text>` runs only the cases whose name contains <text>.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let iters = if full { 20 } else { 1 };
     #[allow(unused_mut)] // NdArray joins only with the `ndarray` feature.
     let mut devices: Vec<(&str, Device)> = vec![("flex", Device::flex())];
@@ -81,8 +86,11 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into())
     );
-    println!("{:<44} {:>14} {:>14}", "case", "best img/s", "median img/s");
+    println!("{:<56} {:>14} {:>14}", "case", "best img/s", "median img/s");
     let conv: ModelConfig = SeedConvNetConfig::new().into();
+    let conv_burn: ModelConfig = SeedConvNetConfig::new()
+        .with_cpu_kernels(CpuKernels::Burn)
+        .into();
     let linear: ModelConfig = LinearBaselineConfig::new().into();
     for (name, device) in &devices {
         // NdArray's conv backward is very slow: fewer iterations there.
@@ -91,21 +99,48 @@ fn main() {
         } else {
             iters
         };
-        let cases = [
+        let mut cases = vec![
             ("SeedConvNet inference, batch 1000", &conv, 1000, false),
             ("SeedConvNet inference, batch 64", &conv, 64, false),
             ("SeedConvNet train step, batch 64", &conv, 64, true),
             ("LinearBaseline train step, batch 64", &linear, 64, true),
         ];
+        if *name == "flex" {
+            // Burn's own Conv2d on the same device, for comparison.
+            cases.extend([
+                (
+                    "SeedConvNet (Burn conv) inference, batch 1000",
+                    &conv_burn,
+                    1000,
+                    false,
+                ),
+                (
+                    "SeedConvNet (Burn conv) inference, batch 64",
+                    &conv_burn,
+                    64,
+                    false,
+                ),
+                (
+                    "SeedConvNet (Burn conv) train step, batch 64",
+                    &conv_burn,
+                    64,
+                    true,
+                ),
+            ]);
+        }
         for (case, config, n, train) in cases {
+            let label = format!("{name}: {case}");
+            if !filter.iter().all(|f| label.contains(f.as_str())) {
+                continue;
+            }
             let (best, median) = if train {
                 train_step(config, device, n, it)
             } else {
                 inference(config, device, n, it)
             };
             println!(
-                "{:<44} {:>14.0} {:>14.0}",
-                format!("{name}: {case}"),
+                "{:<56} {:>14.0} {:>14.0}",
+                label,
                 n as f64 / best,
                 n as f64 / median
             );

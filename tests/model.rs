@@ -373,3 +373,113 @@ fn wgpu_agrees_with_flex() {
     eprintln!("conv net, wgpu vs PyTorch (batch 1): max abs diff {diff:e}");
     assert!(diff <= TOLERANCE, "{diff}");
 }
+
+/// Loss and every parameter gradient of one training step (CrossEntropy on `targets`).
+fn loss_and_grads(
+    model: &torchlet_model::SeedConvNet,
+    images: Tensor<4>,
+    targets: &[i64],
+) -> (f32, Vec<(String, Vec<f32>)>) {
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::tensor::Int;
+    let device = images.device();
+    let targets =
+        Tensor::<1, Int>::from_data(TensorData::new(targets.to_vec(), [targets.len()]), &device);
+    let logits = model.forward(images);
+    let loss = CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits, targets);
+    let value = loss.clone().into_data().try_to_vec::<f32>().unwrap()[0];
+    let grads = loss.backward();
+    let g4 = |name: &str, t: &Tensor<4>| {
+        (
+            name.to_string(),
+            t.grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+        )
+    };
+    let g1 = |name: &str, t: &Tensor<1>| {
+        (
+            name.to_string(),
+            t.grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+        )
+    };
+    let g2 = |name: &str, t: &Tensor<2>| {
+        (
+            name.to_string(),
+            t.grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+        )
+    };
+    let bias = |c: &burn::nn::conv::Conv2d| c.bias.as_ref().unwrap().val();
+    let grads_list = vec![
+        g4("conv1.weight", &model.conv1.weight.val()),
+        g1("conv1.bias", &bias(&model.conv1)),
+        g4("conv2.weight", &model.conv2.weight.val()),
+        g1("conv2.bias", &bias(&model.conv2)),
+        g4("conv3.weight", &model.conv3.weight.val()),
+        g1("conv3.bias", &bias(&model.conv3)),
+        g2("fc1.weight", &model.fc1.weight.val()),
+        g2("fc2.weight", &model.fc2.weight.val()),
+    ];
+    (value, grads_list)
+}
+
+/// torchlet's CPU kernels (the default on Flex) against Burn's own `Conv2d` on the same
+/// weights and batch: logits, loss and every gradient agree within `TOLERANCE`.
+#[test]
+fn cpu_kernels_agree_with_burns_conv2d() {
+    use burn::module::Module;
+    use burn::tensor::Distribution;
+    use torchlet_model::CpuKernels;
+
+    let device = Device::flex().autodiff();
+    assert!(torchlet_model::cpu::supports(&device));
+    let burn_model = SeedConvNetConfig::new()
+        .with_cpu_kernels(CpuKernels::Burn)
+        .init(&device);
+    let mut ours = burn_model.clone();
+    ours.cpu_kernels = CpuKernels::Auto;
+    // Two odd-sized batches so the batch split over threads has a remainder.
+    for (batch, seed) in [(5usize, 1u64), (66, 2)] {
+        device.seed(seed);
+        let images =
+            Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let targets: Vec<i64> = (0..batch as i64).map(|i| (i * 7) % 10).collect();
+
+        let (loss_burn, grads_burn) = loss_and_grads(&burn_model, images.clone(), &targets);
+        let (loss_ours, grads_ours) = loss_and_grads(&ours, images.clone(), &targets);
+        assert!(
+            (loss_burn - loss_ours).abs() <= TOLERANCE,
+            "loss: Burn {loss_burn} vs ours {loss_ours}"
+        );
+        for ((name, gb), (_, go)) in grads_burn.iter().zip(&grads_ours) {
+            let scale = gb.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let diff = max_abs_diff_of(go, gb);
+            assert!(
+                diff <= TOLERANCE * scale,
+                "{name} (batch {batch}): max |Δgrad| {diff} (largest |grad| {scale})"
+            );
+        }
+        // Inference (no autodiff) agrees too.
+        let images = images.inner();
+        let logits_burn = burn_model.valid().forward(images.clone()).into_data();
+        let logits_ours = ours.valid().forward(images).into_data();
+        assert_eq!(logits_ours.shape().as_slice(), &[batch, 10]);
+        let diff = max_abs_diff_of(
+            &logits_ours.try_to_vec::<f32>().unwrap(),
+            &logits_burn.try_to_vec::<f32>().unwrap(),
+        );
+        assert!(diff <= TOLERANCE, "logits: max |Δ| {diff}");
+    }
+}

@@ -41,6 +41,16 @@ impl Activation {
     }
 }
 
+/// Which implementation runs the convolutions of [`SeedConvNet`].
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum CpuKernels {
+    /// torchlet's own CPU kernels ([`crate::cpu`]) when the tensors are on a Flex device,
+    /// Burn's `Conv2d` everywhere else.
+    Auto,
+    /// Always Burn's `Conv2d` (for comparison).
+    Burn,
+}
+
 /// Configuration of [`SeedConvNet`]; [`new`](Self::new) gives exactly the tutorial's network.
 ///
 /// The options are the improvements the tutorial's own text talks about, all off by default:
@@ -61,6 +71,9 @@ pub struct SeedConvNetConfig {
     /// Dropout probability applied to the inputs of `fc1` and of `fc2`; `0` means no dropout.
     #[config(default = 0.0)]
     pub dropout: f64,
+    /// Which implementation runs the convolutions; results agree within float rounding.
+    #[config(default = "CpuKernels::Auto")]
+    pub cpu_kernels: CpuKernels,
 }
 
 impl SeedConvNetConfig {
@@ -101,6 +114,7 @@ impl SeedConvNetConfig {
             fc1: LinearConfig::new(FC1_INPUTS, FC1_OUTPUTS).init(device),
             fc2: LinearConfig::new(FC1_OUTPUTS, self.num_classes).init(device),
             activation: self.activation,
+            cpu_kernels: self.cpu_kernels,
         })
     }
 
@@ -164,6 +178,9 @@ pub struct SeedConvNet {
     /// Non-linearity after each block and after `fc1`.
     #[module(skip)]
     pub activation: Activation,
+    /// Which implementation runs the convolutions.
+    #[module(skip)]
+    pub cpu_kernels: CpuKernels,
 }
 
 impl SeedConvNet {
@@ -198,12 +215,28 @@ impl SeedConvNet {
             .with_activation(self.activation)
             .with_batch_norm(self.bn1.is_some())
             .with_dropout(self.dropout.as_ref().map_or(0.0, |d| d.prob))
+            .with_cpu_kernels(self.cpu_kernels)
     }
 
     /// One block: convolution, optional batch norm, activation, 2×2 max-pooling.
     fn block(&self, conv: &Conv2d, bn: Option<&BatchNorm>, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        if bn.is_none()
+            && self.pool.kernel_size == [2, 2]
+            && self.pool.stride == [2, 2]
+            && self.pool.dilation == [1, 1]
+            && !self.pool.ceil_mode
+            && matches!(self.pool.padding, PaddingConfig2d::Valid)
+            && let Some(pad) = self.kernel_padding(conv, &x)
+            && let Some(bias) = &conv.bias
+            && let Some(y) = crate::cpu::conv2d_pool2(x.clone(), conv.weight.val(), bias.val(), pad)
+        {
+            // Fused convolution and pooling; max-pooling commutes with ReLU (both are
+            // monotone), so the activation can follow the pooling, on 4× fewer values.
+            return self.activation.apply(y);
+        }
         // [batch, c_out, h, w]: padding 2 keeps the spatial size of a 5×5 convolution
-        let x = conv.forward(x);
+        let x = self.convolve(conv, x);
         let x = match bn {
             Some(bn) => bn.forward(x),
             None => x,
@@ -211,6 +244,35 @@ impl SeedConvNet {
         let x = self.activation.apply(x);
         // [batch, c_out, h / 2, w / 2]
         self.pool.forward(x)
+    }
+
+    /// The (symmetric) padding of `conv` when torchlet's CPU kernels can run it on `x`.
+    #[cfg_attr(not(feature = "flex"), allow(unused_variables))]
+    fn kernel_padding(&self, conv: &Conv2d, x: &Tensor<4>) -> Option<usize> {
+        #[cfg(feature = "flex")]
+        if self.cpu_kernels == CpuKernels::Auto
+            && conv.stride == [1, 1]
+            && conv.dilation == [1, 1]
+            && conv.groups == 1
+            && crate::cpu::supports(&x.device())
+            && let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding
+            && [left, bottom, right] == [top; 3]
+        {
+            return Some(top);
+        }
+        None
+    }
+
+    /// `conv.forward(x)`, on torchlet's CPU kernels where they apply.
+    fn convolve(&self, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        if let Some(pad) = self.kernel_padding(conv, &x)
+            && let Some(bias) = &conv.bias
+            && let Some(y) = crate::cpu::conv2d(x.clone(), conv.weight.val(), bias.val(), pad)
+        {
+            return y;
+        }
+        conv.forward(x)
     }
 
     fn drop(&self, x: Tensor<2>) -> Tensor<2> {

@@ -29,12 +29,15 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 
 mod conv;
+#[cfg(feature = "flex")]
+pub mod cpu;
 pub mod interop;
 mod linear;
 mod model;
 
 pub use conv::{
-    Activation, CONV_CHANNELS, FC1_INPUTS, FC1_OUTPUTS, KERNEL_SIZE, SeedConvNet, SeedConvNetConfig,
+    Activation, CONV_CHANNELS, CpuKernels, FC1_INPUTS, FC1_OUTPUTS, KERNEL_SIZE, SeedConvNet,
+    SeedConvNetConfig,
 };
 pub use interop::{
     InteropError, KeyLayout, LoadOptions, LoadReport, load_pytorch, load_safetensors,

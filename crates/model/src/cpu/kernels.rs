@@ -1,0 +1,905 @@
+//! Convolution kernels on plain `f32` slices: stride 1, no dilation, one group, square kernel,
+//! any zero padding, NCHW layout; forward, input gradient and weight gradient.
+//!
+//! All three are one GEMM micro-kernel fed by an im2col buffer:
+//!
+//! * forward: `y[co, p] = b[co] + Σ_r w[co, r] · col[r, p]` with `r = (ci, kh, kw)`;
+//! * input gradient: the forward of `dy` with the kernel flipped and its channel axes swapped,
+//!   padded by `k - 1 - pad`;
+//! * weight gradient: `dwᵀ[r, co] = Σ_n Σ_p col_n[r, p] · dy_n[co, p]`.
+//!
+//! The micro-kernel keeps an `MR × NR` tile of outputs in registers and is written as plain
+//! array arithmetic that the compiler vectorises; it is compiled once per instruction set
+//! (AVX-512, AVX2+FMA, portable) and chosen at run time. Images of a batch are split over
+//! rayon's threads; every buffer is padded to whole tiles, so there are no edge cases in the
+//! inner loop.
+
+use rayon::prelude::*;
+
+/// Geometry of one convolution call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Side of the square kernel.
+    pub kernel: usize,
+    /// Zero padding on every side.
+    pub pad: usize,
+}
+
+impl ConvGeometry {
+    /// Output height (`height + 2·pad − kernel + 1`).
+    pub fn out_height(&self) -> usize {
+        self.height + 2 * self.pad + 1 - self.kernel
+    }
+
+    /// Output width.
+    pub fn out_width(&self) -> usize {
+        self.width + 2 * self.pad + 1 - self.kernel
+    }
+
+    /// Whether the output is non-empty (the kernel fits the padded input).
+    pub fn is_valid(&self) -> bool {
+        self.kernel > 0
+            && self.height + 2 * self.pad >= self.kernel
+            && self.width + 2 * self.pad >= self.kernel
+    }
+
+    fn k_dim(&self) -> usize {
+        self.c_in * self.kernel * self.kernel
+    }
+
+    fn in_image(&self) -> usize {
+        self.c_in * self.height * self.width
+    }
+
+    fn out_plane(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
+    fn out_image(&self) -> usize {
+        self.c_out * self.out_plane()
+    }
+
+    /// The geometry of the input gradient as a forward convolution of `dy`.
+    fn transposed(&self) -> ConvGeometry {
+        ConvGeometry {
+            batch: self.batch,
+            c_in: self.c_out,
+            c_out: self.c_in,
+            height: self.out_height(),
+            width: self.out_width(),
+            kernel: self.kernel,
+            pad: self.kernel - 1 - self.pad,
+        }
+    }
+}
+
+fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+/// A register-tiled micro-kernel over an `MR × NR` tile of outputs, in two forms that read
+/// their operands where they lie, so no im2col buffer is ever built:
+///
+/// * [`run_gather_b`](Tile::run_gather_b): `acc[i·NR + j] += Σ_k a[k·MR + i] · b[boff[k] + j]`
+///   (`a` packed, each reduction step reads `NR` consecutive values of `b` at its own offset);
+/// * [`run_gather_a`](Tile::run_gather_a): `acc[i·NR + j] += Σ_k a[aoff[i] + k] · b[k·ldb + j]`
+///   (row `i` of `a` starts at its own offset, `b` row-major).
+trait Tile {
+    /// Rows of the tile (broadcast from `a`).
+    const MR: usize;
+    /// Columns of the tile (vector loads from `b`).
+    const NR: usize;
+    /// See the trait; `boff.len()` reduction steps.
+    fn run_gather_b(a: &[f32], b: &[f32], boff: &[usize], acc: &mut [f32]);
+    /// See the trait; `kc` reduction steps, `aoff.len() == MR`.
+    fn run_gather_a(kc: usize, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
+}
+
+/// Plain Rust, any CPU: 4 × 8.
+struct PortableTile;
+
+impl Tile for PortableTile {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    #[inline(always)]
+    fn run_gather_b(a: &[f32], b: &[f32], boff: &[usize], acc: &mut [f32]) {
+        for (k, off) in boff.iter().enumerate() {
+            let ak = &a[k * Self::MR..(k + 1) * Self::MR];
+            let bk = &b[*off..*off + Self::NR];
+            for (i, ai) in ak.iter().enumerate() {
+                let row = &mut acc[i * Self::NR..(i + 1) * Self::NR];
+                for (c, bj) in row.iter_mut().zip(bk) {
+                    *c = ai.mul_add(*bj, *c);
+                }
+            }
+        }
+    }
+    #[inline(always)]
+    fn run_gather_a(kc: usize, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
+        for k in 0..kc {
+            let bk = &b[k * ldb..k * ldb + Self::NR];
+            for (i, off) in aoff.iter().enumerate() {
+                let ai = a[off + k];
+                let row = &mut acc[i * Self::NR..(i + 1) * Self::NR];
+                for (c, bj) in row.iter_mut().zip(bk) {
+                    *c = ai.mul_add(*bj, *c);
+                }
+            }
+        }
+    }
+}
+
+/// Checks the bounds of a gather-`b` call: `true` when every read stays inside the slices.
+fn gather_b_in_bounds(
+    mr: usize,
+    nr: usize,
+    a: &[f32],
+    b: &[f32],
+    boff: &[usize],
+    acc: &[f32],
+) -> bool {
+    let max_off = boff.iter().copied().max().unwrap_or(0);
+    a.len() >= boff.len() * mr
+        && (boff.is_empty() || b.len() >= max_off + nr)
+        && acc.len() >= mr * nr
+}
+
+/// Checks the bounds of a gather-`a` call.
+#[allow(clippy::too_many_arguments)]
+fn gather_a_in_bounds(
+    mr: usize,
+    nr: usize,
+    kc: usize,
+    a: &[f32],
+    aoff: &[usize],
+    b: &[f32],
+    ldb: usize,
+    acc: &[f32],
+) -> bool {
+    let max_off = aoff.iter().copied().max().unwrap_or(0);
+    aoff.len() == mr
+        && acc.len() >= mr * nr
+        && (kc == 0 || (a.len() >= max_off + kc && b.len() >= (kc - 1) * ldb + nr))
+}
+
+/// Instantiates an `std::arch` micro-kernel pair for one vector width: `$mr` rows, two vectors
+/// of `$lanes` per row.
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_tile {
+    ($name:ident, $features:literal, $mr:literal, $lanes:literal, $vec:ty,
+     $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident,
+     $gather_b:ident, $gather_a:ident) => {
+        struct $name;
+
+        impl Tile for $name {
+            const MR: usize = $mr;
+            const NR: usize = 2 * $lanes;
+            #[inline(always)]
+            fn run_gather_b(a: &[f32], b: &[f32], boff: &[usize], acc: &mut [f32]) {
+                assert!(gather_b_in_bounds(Self::MR, Self::NR, a, b, boff, acc));
+                // SAFETY: these kernels run only after `Isa::detect` found the CPU features;
+                // the bounds of every read and write were checked just above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    $gather_b(a.as_ptr(), b.as_ptr(), boff, acc.as_mut_ptr())
+                }
+            }
+            #[inline(always)]
+            fn run_gather_a(
+                kc: usize,
+                a: &[f32],
+                aoff: &[usize],
+                b: &[f32],
+                ldb: usize,
+                acc: &mut [f32],
+            ) {
+                assert!(gather_a_in_bounds(
+                    Self::MR,
+                    Self::NR,
+                    kc,
+                    a,
+                    aoff,
+                    b,
+                    ldb,
+                    acc
+                ));
+                // SAFETY: as in `run_gather_b`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    $gather_a(kc, a.as_ptr(), aoff, b.as_ptr(), ldb, acc.as_mut_ptr())
+                }
+            }
+        }
+
+        #[allow(unsafe_code)]
+        #[target_feature(enable = $features)]
+        unsafe fn $gather_b(a: *const f32, b: *const f32, boff: &[usize], acc: *mut f32) {
+            use std::arch::x86_64::*;
+            // SAFETY (whole body): the caller checked `gather_b_in_bounds`.
+            unsafe {
+                let mut c: [[$vec; 2]; $mr] = [[$zero(); 2]; $mr];
+                for (i, ci) in c.iter_mut().enumerate() {
+                    ci[0] = $load(acc.add(i * 2 * $lanes));
+                    ci[1] = $load(acc.add(i * 2 * $lanes + $lanes));
+                }
+                for (k, off) in boff.iter().enumerate() {
+                    let bk = b.add(*off);
+                    let b0 = $load(bk);
+                    let b1 = $load(bk.add($lanes));
+                    let ak = a.add(k * $mr);
+                    for (i, ci) in c.iter_mut().enumerate() {
+                        let ai = $set1(*ak.add(i));
+                        ci[0] = $fmadd(ai, b0, ci[0]);
+                        ci[1] = $fmadd(ai, b1, ci[1]);
+                    }
+                }
+                for (i, ci) in c.iter().enumerate() {
+                    $store(acc.add(i * 2 * $lanes), ci[0]);
+                    $store(acc.add(i * 2 * $lanes + $lanes), ci[1]);
+                }
+            }
+        }
+
+        #[allow(unsafe_code)]
+        #[target_feature(enable = $features)]
+        unsafe fn $gather_a(
+            kc: usize,
+            a: *const f32,
+            aoff: &[usize],
+            b: *const f32,
+            ldb: usize,
+            acc: *mut f32,
+        ) {
+            use std::arch::x86_64::*;
+            // SAFETY (whole body): the caller checked `gather_a_in_bounds`.
+            unsafe {
+                let mut rows = [a; $mr];
+                for (row, off) in rows.iter_mut().zip(aoff) {
+                    *row = a.add(*off);
+                }
+                let mut c: [[$vec; 2]; $mr] = [[$zero(); 2]; $mr];
+                for (i, ci) in c.iter_mut().enumerate() {
+                    ci[0] = $load(acc.add(i * 2 * $lanes));
+                    ci[1] = $load(acc.add(i * 2 * $lanes + $lanes));
+                }
+                for k in 0..kc {
+                    let bk = b.add(k * ldb);
+                    let b0 = $load(bk);
+                    let b1 = $load(bk.add($lanes));
+                    for (ci, row) in c.iter_mut().zip(&rows) {
+                        let ai = $set1(*row.add(k));
+                        ci[0] = $fmadd(ai, b0, ci[0]);
+                        ci[1] = $fmadd(ai, b1, ci[1]);
+                    }
+                }
+                for (i, ci) in c.iter().enumerate() {
+                    $store(acc.add(i * 2 * $lanes), ci[0]);
+                    $store(acc.add(i * 2 * $lanes + $lanes), ci[1]);
+                }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+simd_tile!(
+    Avx512Tile,
+    "avx512f",
+    8,
+    16,
+    __m512,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    avx512_gather_b,
+    avx512_gather_a
+);
+#[cfg(target_arch = "x86_64")]
+simd_tile!(
+    Avx2Tile,
+    "avx2,fma",
+    6,
+    8,
+    __m256,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    avx2_gather_b,
+    avx2_gather_a
+);
+
+/// Reduction steps per block, so the rows of `b` a block reads stay in the L1 cache.
+const KC: usize = 256;
+
+/// An image padded with zeros and laid out so that every kernel tap is a shifted view of it.
+///
+/// Outputs are computed on a grid as wide as the padded image (`pw` columns per output row,
+/// the last `pw − ow` of them junk that is dropped), which makes the input column of tap `r`
+/// for grid position `q` simply `offsets[r] + q`: no im2col buffer.
+struct Padded {
+    ph: usize,
+    pw: usize,
+    /// Grid positions (`oh · pw`).
+    grid: usize,
+    /// `offsets[r]` for `r = (ci, kh, kw)`: `ci·ph·pw + kh·pw + kw`.
+    offsets: Vec<usize>,
+    /// Start of a run of zeros at least `grid + KC` long, after the image.
+    zeros: usize,
+    /// The padded image, followed by zeros.
+    data: Vec<f32>,
+}
+
+impl Padded {
+    fn new(g: &ConvGeometry, nr: usize) -> Padded {
+        let (ph, pw) = (g.height + 2 * g.pad, g.width + 2 * g.pad);
+        let grid = g.out_height() * pw;
+        let k = g.kernel;
+        let offsets: Vec<usize> = (0..g.c_in)
+            .flat_map(|ci| {
+                (0..k).flat_map(move |kh| (0..k).map(move |kw| (ci * ph + kh) * pw + kw))
+            })
+            .collect();
+        let image = g.c_in * ph * pw;
+        // Reads reach `offsets.max() + round_up(grid, nr)`; the zero run follows.
+        let reach = offsets.last().copied().unwrap_or(0) + round_up(grid, nr) + nr;
+        let zeros = image.max(reach);
+        let data = vec![0.0f32; zeros + round_up(grid, nr) + KC + nr];
+        Padded {
+            ph,
+            pw,
+            grid,
+            offsets,
+            zeros,
+            data,
+        }
+    }
+
+    /// Copies image `x` (`[c_in, h, w]`) inside the (already zero) border.
+    #[inline(always)]
+    fn fill(&mut self, g: &ConvGeometry, x: &[f32]) {
+        let (h, w, pad) = (g.height, g.width, g.pad);
+        for (ci, plane) in x.chunks_exact(h * w).enumerate() {
+            for (iy, row) in plane.chunks_exact(w).enumerate() {
+                let at = (ci * self.ph + iy + pad) * self.pw + pad;
+                self.data[at..at + w].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// Packs rows `m0..m0+mr` of a row-major `[m, kc]` matrix (rows past `m` as zeros) as `[kc][mr]`.
+#[inline(always)]
+fn pack_a(a: &[f32], m: usize, kc: usize, m0: usize, mr: usize, out: &mut [f32]) {
+    for i in 0..mr {
+        let row = m0 + i;
+        if row < m {
+            for (k, v) in a[row * kc..(row + 1) * kc].iter().enumerate() {
+                out[k * mr + i] = *v;
+            }
+        } else {
+            for k in 0..kc {
+                out[k * mr + i] = 0.0;
+            }
+        }
+    }
+}
+
+/// Largest tile (`MR·NR`) of any [`Tile`].
+const MAX_TILE: usize = 256;
+
+/// Where a forward chunk writes: the convolution itself, or its 2×2 max-pooling with the
+/// position of each maximum (`0..4`, row-major within the window).
+enum Out<'a> {
+    /// `[images, c_out, oh, ow]`.
+    Conv(&'a mut [f32]),
+    /// `[images, c_out, oh / 2, ow / 2]` and as many window positions.
+    Pooled(&'a mut [f32], &'a mut [u8]),
+}
+
+/// 2×2 max-pooling (stride 2, floor) of one image's planes `y` (`[c, oh, ow]`) into `out`
+/// (`[c, oh / 2, ow / 2]`), recording which of the four inputs won (the first maximum in
+/// row-major order, as PyTorch and Burn do).
+#[inline(always)]
+fn max_pool2_image(y: &[f32], c: usize, oh: usize, ow: usize, out: &mut [f32], idx: &mut [u8]) {
+    let (ph, pw) = (oh / 2, ow / 2);
+    for ch in 0..c {
+        let plane = &y[ch * oh * ow..(ch + 1) * oh * ow];
+        for py in 0..ph {
+            let top = &plane[2 * py * ow..(2 * py + 1) * ow];
+            let bottom = &plane[(2 * py + 1) * ow..(2 * py + 2) * ow];
+            let at = (ch * ph + py) * pw;
+            let (o, ix) = (&mut out[at..at + pw], &mut idx[at..at + pw]);
+            for px in 0..pw {
+                let v = [
+                    top[2 * px],
+                    top[2 * px + 1],
+                    bottom[2 * px],
+                    bottom[2 * px + 1],
+                ];
+                let mut best = 0;
+                for (k, vk) in v.iter().enumerate().skip(1) {
+                    // NaN propagates like in PyTorch: a NaN wins over any number.
+                    if *vk > v[best] || (vk.is_nan() && !v[best].is_nan()) {
+                        best = k;
+                    }
+                }
+                o[px] = v[best];
+                ix[px] = best as u8;
+            }
+        }
+    }
+}
+
+/// Forward convolution of one image (`xi`: `[c_in, h, w]`) into `yi` (`[c_out, oh, ow]`),
+/// weights packed by [`pack_a`] per `T::MR` output channels.
+#[inline(always)]
+fn forward_image<T: Tile>(
+    g: &ConvGeometry,
+    xi: &[f32],
+    w_packed: &[f32],
+    bias: Option<&[f32]>,
+    yi: &mut [f32],
+    xp: &mut Padded,
+    cbuf: &mut [f32],
+) {
+    let (mr, nr) = (T::MR, T::NR);
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let plane = oh * ow;
+    let k_dim = g.k_dim();
+    xp.fill(g, xi);
+    for nt in 0..xp.grid.div_ceil(nr) {
+        let q0 = nt * nr;
+        for (mt, tile) in cbuf.chunks_exact_mut(mr * nr).enumerate() {
+            for (i, row) in tile.chunks_exact_mut(nr).enumerate() {
+                let v = bias.and_then(|b| b.get(mt * mr + i)).copied();
+                row.fill(v.unwrap_or(0.0));
+            }
+        }
+        // Equal blocks of at most KC reduction steps.
+        let blocks = k_dim.div_ceil(KC);
+        let step = k_dim.div_ceil(blocks.max(1));
+        let mut k0 = 0;
+        while k0 < k_dim {
+            let kc = step.min(k_dim - k0);
+            let boff = &xp.offsets[k0..k0 + kc];
+            for (mt, tile) in cbuf.chunks_exact_mut(mr * nr).enumerate() {
+                let a = &w_packed[(mt * k_dim + k0) * mr..(mt * k_dim + k0 + kc) * mr];
+                T::run_gather_b(a, &xp.data[q0..], boff, tile);
+            }
+            k0 += kc;
+        }
+        // Keep the grid positions that are real outputs, row run by row run.
+        let mut j = 0;
+        while j < nr {
+            let q = q0 + j;
+            let (oy, ox) = (q / xp.pw, q % xp.pw);
+            if oy >= oh {
+                break;
+            }
+            let run = (nr - j).min(xp.pw - ox);
+            if ox < ow {
+                let n = run.min(ow - ox);
+                for (mt, tile) in cbuf.chunks_exact(mr * nr).enumerate() {
+                    for (i, row) in tile.chunks_exact(nr).enumerate() {
+                        let co = mt * mr + i;
+                        if co < g.c_out {
+                            let at = co * plane + oy * ow + ox;
+                            yi[at..at + n].copy_from_slice(&row[j..j + n]);
+                        }
+                    }
+                }
+            }
+            j += run;
+        }
+    }
+}
+
+/// Forward convolution (optionally max-pooled) of consecutive images `x`
+/// (`[images, c_in, h, w]`).
+#[inline(always)]
+fn forward_chunk<T: Tile>(
+    g: &ConvGeometry,
+    x: &[f32],
+    w_packed: &[f32],
+    bias: Option<&[f32]>,
+    out: Out<'_>,
+) {
+    let (mr, nr) = (T::MR, T::NR);
+    let mut xp = Padded::new(g, nr);
+    let mut cbuf = vec![0.0f32; g.c_out.div_ceil(mr) * mr * nr];
+    let images = x.chunks_exact(g.in_image());
+    match out {
+        Out::Conv(y) => {
+            for (xi, yi) in images.zip(y.chunks_exact_mut(g.out_image())) {
+                forward_image::<T>(g, xi, w_packed, bias, yi, &mut xp, &mut cbuf);
+            }
+        }
+        Out::Pooled(y, idx) => {
+            let (oh, ow) = (g.out_height(), g.out_width());
+            let pooled = g.c_out * (oh / 2) * (ow / 2);
+            let mut conv = vec![0.0f32; g.out_image()];
+            for ((xi, yi), ii) in images
+                .zip(y.chunks_exact_mut(pooled))
+                .zip(idx.chunks_exact_mut(pooled))
+            {
+                forward_image::<T>(g, xi, w_packed, bias, &mut conv, &mut xp, &mut cbuf);
+                max_pool2_image(&conv, g.c_out, oh, ow, yi, ii);
+            }
+        }
+    }
+}
+
+/// Weight gradient of consecutive images, accumulated into `dwt` (`[k_dim, c_out]`, rows
+/// padded to `T::MR`, columns to `T::NR`).
+#[inline(always)]
+fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut [f32]) {
+    let (mr, nr) = (T::MR, T::NR);
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let plane = oh * ow;
+    let k_dim = g.k_dim();
+    let r_tiles = k_dim.div_ceil(mr);
+    let ldn = round_up(g.c_out, nr);
+    let mut xp = Padded::new(g, nr);
+    // dyᵀ on the grid: [grid, ldn]; junk grid columns and padded channels stay zero.
+    let mut dyt = vec![0.0f32; xp.grid * ldn];
+    let mut aoff = vec![0usize; mr];
+    for (xi, dyi) in x
+        .chunks_exact(g.in_image())
+        .zip(dy.chunks_exact(g.out_image()))
+    {
+        xp.fill(g, xi);
+        for (co, dplane) in dyi.chunks_exact(plane).enumerate() {
+            for (oy, row) in dplane.chunks_exact(ow).enumerate() {
+                for (ox, v) in row.iter().enumerate() {
+                    dyt[(oy * xp.pw + ox) * ldn + co] = *v;
+                }
+            }
+        }
+        let mut q0 = 0;
+        while q0 < xp.grid {
+            let kc = KC.min(xp.grid - q0);
+            for nt in 0..ldn / nr {
+                let n0 = nt * nr;
+                let b = &dyt[q0 * ldn + n0..];
+                for rt in 0..r_tiles {
+                    for (i, off) in aoff.iter_mut().enumerate() {
+                        *off = xp.offsets.get(rt * mr + i).copied().unwrap_or(xp.zeros);
+                    }
+                    let mut acc = [0.0f32; MAX_TILE];
+                    for (i, row) in acc[..mr * nr].chunks_exact_mut(nr).enumerate() {
+                        let at = (rt * mr + i) * ldn + n0;
+                        row.copy_from_slice(&dwt[at..at + nr]);
+                    }
+                    T::run_gather_a(kc, &xp.data[q0..], &aoff, b, ldn, &mut acc);
+                    for (i, row) in acc[..mr * nr].chunks_exact(nr).enumerate() {
+                        let at = (rt * mr + i) * ldn + n0;
+                        dwt[at..at + nr].copy_from_slice(row);
+                    }
+                }
+            }
+            q0 += kc;
+        }
+    }
+}
+
+/// Splits `batch` images into one contiguous chunk per rayon thread.
+fn chunk_len(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
+}
+
+/// A forward chunk kernel compiled for one instruction set.
+type ForwardFn = fn(&ConvGeometry, &[f32], &[f32], Option<&[f32]>, Out<'_>);
+/// A weight-gradient chunk kernel compiled for one instruction set.
+type WeightGradFn = fn(&ConvGeometry, &[f32], &[f32], &mut [f32]);
+
+fn forward_generic<T: Tile>(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: Out<'_>,
+    chunk: ForwardFn,
+) {
+    let k_dim = g.k_dim();
+    let mr = T::MR;
+    let mut w_packed = vec![0.0f32; g.c_out.div_ceil(mr) * k_dim * mr];
+    for (mt, packed) in w_packed.chunks_exact_mut(k_dim * mr).enumerate() {
+        pack_a(w, g.c_out, k_dim, mt * mr, mr, packed);
+    }
+    let images = chunk_len(g.batch);
+    let xs = x.par_chunks(images * g.in_image());
+    match out {
+        Out::Conv(y) => y
+            .par_chunks_mut(images * g.out_image())
+            .zip(xs)
+            .for_each(|(yc, xc)| chunk(g, xc, &w_packed, bias, Out::Conv(yc))),
+        Out::Pooled(y, idx) => {
+            let pooled = g.c_out * (g.out_height() / 2) * (g.out_width() / 2);
+            y.par_chunks_mut(images * pooled)
+                .zip(idx.par_chunks_mut(images * pooled))
+                .zip(xs)
+                .for_each(|((yc, ic), xc)| chunk(g, xc, &w_packed, bias, Out::Pooled(yc, ic)))
+        }
+    }
+}
+
+fn weight_grad_generic<T: Tile>(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    chunk: WeightGradFn,
+) {
+    let k_dim = g.k_dim();
+    let rows = round_up(k_dim, T::MR);
+    let ldn = round_up(g.c_out, T::NR);
+    let images = chunk_len(g.batch);
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(images * g.in_image())
+        .zip(dy.par_chunks(images * g.out_image()))
+        .map(|(xc, dyc)| {
+            let mut dwt = vec![0.0f32; rows * ldn];
+            chunk(g, xc, dyc, &mut dwt);
+            dwt
+        })
+        .collect();
+    // dw[co, r] = Σ_chunks dwt[r, co]
+    for (co, row) in dw.chunks_exact_mut(k_dim).enumerate() {
+        for (r, v) in row.iter_mut().enumerate() {
+            *v = partials.iter().map(|p| p[r * ldn + co]).sum();
+        }
+    }
+}
+
+/// Instantiates the chunk kernels for one instruction set: `$fwd` and `$wgrad` are safe
+/// wrappers around `#[target_feature]` copies of [`forward_chunk`] and [`weight_grad_chunk`],
+/// so the padding copies and packing are compiled for that instruction set too.
+#[cfg(target_arch = "x86_64")]
+macro_rules! chunk_kernels {
+    ($features:literal, $tile:ty, $fwd:ident, $wgrad:ident) => {
+        fn $fwd(g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
+            #[target_feature(enable = $features)]
+            fn inner(g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
+                forward_chunk::<$tile>(g, x, w, b, out)
+            }
+            // SAFETY: only reachable through `Isa::detect`, which checked these CPU features.
+            #[allow(unsafe_code)]
+            unsafe {
+                inner(g, x, w, b, out)
+            }
+        }
+        fn $wgrad(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut [f32]) {
+            #[target_feature(enable = $features)]
+            fn inner(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut [f32]) {
+                weight_grad_chunk::<$tile>(g, x, dy, dwt)
+            }
+            // SAFETY: only reachable through `Isa::detect`, which checked these CPU features.
+            #[allow(unsafe_code)]
+            unsafe {
+                inner(g, x, dy, dwt)
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+chunk_kernels!(
+    "avx512f,avx2,fma",
+    Avx512Tile,
+    forward_avx512,
+    weight_grad_avx512
+);
+#[cfg(target_arch = "x86_64")]
+chunk_kernels!("avx2,fma", Avx2Tile, forward_avx2, weight_grad_avx2);
+
+fn forward_portable(g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
+    forward_chunk::<PortableTile>(g, x, w, b, out)
+}
+
+fn weight_grad_portable(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut [f32]) {
+    weight_grad_chunk::<PortableTile>(g, x, dy, dwt)
+}
+
+/// The instruction set the kernels run with, detected once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F (x86-64-v4): 8 × 32 tiles.
+    Avx512,
+    /// AVX2 with FMA (x86-64-v3): 6 × 16 tiles.
+    Avx2,
+    /// Plain Rust for any CPU: 4 × 8 tiles.
+    Portable,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports.
+    pub fn detect() -> Isa {
+        static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *ISA.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
+                {
+                    return Isa::Avx512;
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    return Isa::Avx2;
+                }
+            }
+            Isa::Portable
+        })
+    }
+}
+
+fn forward_dispatch(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: Out<'_>) {
+    match Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => forward_generic::<Avx512Tile>(g, x, w, bias, out, forward_avx512),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => forward_generic::<Avx2Tile>(g, x, w, bias, out, forward_avx2),
+        _ => forward_generic::<PortableTile>(g, x, w, bias, out, forward_portable),
+    }
+}
+
+fn weight_grad_dispatch(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    match Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => weight_grad_generic::<Avx512Tile>(g, x, dy, dw, weight_grad_avx512),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => weight_grad_generic::<Avx2Tile>(g, x, dy, dw, weight_grad_avx2),
+        _ => weight_grad_generic::<PortableTile>(g, x, dy, dw, weight_grad_portable),
+    }
+}
+
+/// Checks slice lengths against the geometry; `None` when they disagree.
+fn check(g: &ConvGeometry, x: usize, w: usize, y: usize) -> Option<()> {
+    (g.is_valid()
+        && x == g.batch * g.in_image()
+        && w == g.c_out * g.k_dim()
+        && y == g.batch * g.out_image())
+    .then_some(())
+}
+
+/// Forward convolution: `y = conv(x, w) + bias`.
+///
+/// `x`: `[batch, c_in, h, w]`, `w`: `[c_out, c_in, k, k]`, `bias`: `[c_out]`,
+/// `y`: `[batch, c_out, oh, ow]`. Returns `None` (and leaves `y` alone) when a length does not
+/// match the geometry.
+pub fn conv2d_forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) -> Option<()> {
+    check(g, x.len(), w.len(), y.len())?;
+    if bias.is_some_and(|b| b.len() != g.c_out) {
+        return None;
+    }
+    forward_dispatch(g, x, w, bias, Out::Conv(y));
+    Some(())
+}
+
+/// Gradient of the input: `dx = conv(dy, flip(w)ᵀ)` padded by `k − 1 − pad`.
+///
+/// `dy`: `[batch, c_out, oh, ow]`, `w`: `[c_out, c_in, k, k]`, `dx`: `[batch, c_in, h, w]`.
+pub fn conv2d_input_grad(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) -> Option<()> {
+    check(g, dx.len(), w.len(), dy.len())?;
+    if g.pad >= g.kernel {
+        return None;
+    }
+    let k = g.kernel;
+    // wt[ci, co, kh, kw] = w[co, ci, k−1−kh, k−1−kw]
+    let mut wt = vec![0.0f32; w.len()];
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for kh in 0..k {
+                for kw in 0..k {
+                    wt[((ci * g.c_out + co) * k + kh) * k + kw] =
+                        w[((co * g.c_in + ci) * k + (k - 1 - kh)) * k + (k - 1 - kw)];
+                }
+            }
+        }
+    }
+    let t = g.transposed();
+    forward_dispatch(&t, dy, &wt, None, Out::Conv(dx));
+    Some(())
+}
+
+/// Gradient of the weights: `dw[co, ci, kh, kw] = Σ_n Σ_p dy[n, co, p] · x_n[ci, p + (kh, kw) − pad]`.
+///
+/// `x`: `[batch, c_in, h, w]`, `dy`: `[batch, c_out, oh, ow]`, `dw`: `[c_out, c_in, k, k]`.
+pub fn conv2d_weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) -> Option<()> {
+    check(g, x.len(), dw.len(), dy.len())?;
+    weight_grad_dispatch(g, x, dy, dw);
+    Some(())
+}
+
+/// Gradient of the bias: `db[co] = Σ_n Σ_p dy[n, co, p]`.
+pub fn conv2d_bias_grad(g: &ConvGeometry, dy: &[f32], db: &mut [f32]) -> Option<()> {
+    if dy.len() != g.batch * g.out_image() || db.len() != g.c_out {
+        return None;
+    }
+    db.fill(0.0);
+    for image in dy.chunks_exact(g.out_image()) {
+        for (d, plane) in db.iter_mut().zip(image.chunks_exact(g.out_plane())) {
+            *d += plane.iter().sum::<f32>();
+        }
+    }
+    Some(())
+}
+
+/// Shape of the 2×2 max-pooling of the convolution's output: `(oh / 2, ow / 2)`.
+pub fn pooled_size(g: &ConvGeometry) -> (usize, usize) {
+    (g.out_height() / 2, g.out_width() / 2)
+}
+
+/// Forward convolution followed by 2×2 max-pooling (stride 2, floor), fused: the convolution's
+/// output only ever exists one image at a time.
+///
+/// `y`: `[batch, c_out, oh / 2, ow / 2]`; `idx` (as long as `y`) receives which position of
+/// each window won (`0..4`, row-major), for [`max_unpool2`].
+pub fn conv2d_pool2_forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    idx: &mut [u8],
+) -> Option<()> {
+    let (ph, pw) = pooled_size(g);
+    let pooled = g.batch * g.c_out * ph * pw;
+    if !g.is_valid() || x.len() != g.batch * g.in_image() || w.len() != g.c_out * g.k_dim() {
+        return None;
+    }
+    if y.len() != pooled || idx.len() != pooled || bias.is_some_and(|b| b.len() != g.c_out) {
+        return None;
+    }
+    forward_dispatch(g, x, w, bias, Out::Pooled(y, idx));
+    Some(())
+}
+
+/// Gradient of the 2×2 max-pooling: routes each `dy` value (`[batch, c_out, oh / 2, ow / 2]`)
+/// to the position `idx` recorded, giving the convolution's output gradient `dconv`
+/// (`[batch, c_out, oh, ow]`, zero elsewhere, including a row or column the floor dropped).
+pub fn max_unpool2(g: &ConvGeometry, dy: &[f32], idx: &[u8], dconv: &mut [f32]) -> Option<()> {
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let (ph, pw) = pooled_size(g);
+    let planes = g.batch * g.c_out;
+    if dy.len() != planes * ph * pw || idx.len() != dy.len() || dconv.len() != planes * oh * ow {
+        return None;
+    }
+    if ph * pw == 0 {
+        dconv.fill(0.0);
+        return Some(());
+    }
+    dconv
+        .par_chunks_mut(oh * ow)
+        .zip(dy.par_chunks(ph * pw).zip(idx.par_chunks(ph * pw)))
+        .for_each(|(out, (d, ix))| {
+            out.fill(0.0);
+            for py in 0..ph {
+                for px in 0..pw {
+                    let k = usize::from(ix[py * pw + px] & 3);
+                    out[(2 * py + k / 2) * ow + 2 * px + k % 2] = d[py * pw + px];
+                }
+            }
+        });
+    Some(())
+}

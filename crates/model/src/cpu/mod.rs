@@ -1,0 +1,326 @@
+//! torchlet's own CPU kernels for the conv net's layers, used on Burn's Flex backend.
+//!
+//! Burn 0.22.1's Flex backend runs the tutorial's 5×5 convolutions (forward, input gradient and
+//! weight gradient) at a fraction of the CPU's speed. This module replaces exactly those ops
+//! with [`kernels`] (implicit-GEMM convolutions on a register-tiled AVX-512 / AVX2 micro-kernel,
+//! batch split over rayon's threads) and wires them into Burn through its backend extension
+//! API: [`conv2d`] is a differentiable op on Flex and on `Autodiff<Flex>`, with a hand-written
+//! backward pass. Everything else (pooling, linear layers, loss, optimizer) stays Burn's.
+//!
+//! [`SeedConvNet`](crate::SeedConvNet) uses it by default on a Flex device
+//! ([`CpuKernels::Auto`](crate::CpuKernels)); [`CpuKernels::Burn`](crate::CpuKernels) keeps
+//! Burn's own `Conv2d` for comparison.
+//!
+//! ```
+//! use burn::tensor::{Device, Distribution, Tensor};
+//! use torchlet_model::cpu;
+//!
+//! let device = Device::flex();
+//! let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Default, &device);
+//! let w = Tensor::<4>::random([4, 3, 5, 5], Distribution::Default, &device);
+//! let b = Tensor::<1>::zeros([4], &device);
+//! assert!(cpu::supports(&device));
+//! let y = cpu::conv2d(x, w, b, 2).expect("a Flex tensor and a supported geometry");
+//! assert_eq!(y.dims(), [2, 4, 8, 8]);
+//! ```
+
+pub mod kernels;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, DType, DispatchDevice, Flex, backend_extension};
+use burn::tensor::{Bytes, Device, Shape, Tensor};
+
+use std::sync::Arc;
+
+use kernels::ConvGeometry;
+
+/// Whether `device` runs on Flex (with or without autodiff), where [`conv2d`] works.
+pub fn supports(device: &Device) -> bool {
+    matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+/// Convolution with stride 1, no dilation, one group, a square kernel and `pad` zeros on every
+/// side, on Flex: `x` `[batch, c_in, h, w]`, `weight` `[c_out, c_in, k, k]`, `bias` `[c_out]`
+/// → `[batch, c_out, h + 2·pad − k + 1, w + 2·pad − k + 1]`.
+///
+/// Differentiable on an autodiff device. Returns `None` (nothing computed) when the tensors are
+/// not on a Flex device, not `f32`, or their shapes do not fit together; callers then use
+/// Burn's `conv2d`.
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, pad: usize) -> Option<Tensor<4>> {
+    if !supports(&x.device()) || geometry(&x.shape(), &weight.shape(), &bias.shape(), pad).is_none()
+    {
+        return None;
+    }
+    if [x.dtype(), weight.dtype(), bias.dtype()]
+        .iter()
+        .any(|d| *d != DType::F32)
+    {
+        return None;
+    }
+    let out = <burn::backend::Dispatch as CpuConvBackend>::torchlet_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        pad,
+    );
+    Some(Tensor::from_dispatch(out))
+}
+
+/// [`conv2d`] followed by 2×2 max-pooling (stride 2, floor), fused: the convolution's output
+/// exists only one image at a time, and the backward pass keeps one byte per pooled value
+/// (which input of its window won). `[batch, c_out, oh / 2, ow / 2]`.
+///
+/// Returns `None` under the same conditions as [`conv2d`].
+pub fn conv2d_pool2(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    pad: usize,
+) -> Option<Tensor<4>> {
+    if !supports(&x.device()) || geometry(&x.shape(), &weight.shape(), &bias.shape(), pad).is_none()
+    {
+        return None;
+    }
+    if [x.dtype(), weight.dtype(), bias.dtype()]
+        .iter()
+        .any(|d| *d != DType::F32)
+    {
+        return None;
+    }
+    let out = <burn::backend::Dispatch as CpuConvBackend>::torchlet_conv2d_pool2(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        pad,
+    );
+    Some(Tensor::from_dispatch(out))
+}
+
+/// The geometry of `x ⋆ weight (+ bias)`, or `None` when the shapes do not fit together.
+fn geometry(x: &Shape, weight: &Shape, bias: &Shape, pad: usize) -> Option<ConvGeometry> {
+    let (&[batch, c_in, height, width], &[c_out, wc_in, kh, kw], &[nb]) =
+        (x.as_slice(), weight.as_slice(), bias.as_slice())
+    else {
+        return None;
+    };
+    let g = ConvGeometry {
+        batch,
+        c_in,
+        c_out,
+        height,
+        width,
+        kernel: kh,
+        pad,
+    };
+    (wc_in == c_in && kh == kw && nb == c_out && pad < kh && g.is_valid()).then_some(g)
+}
+
+/// The op, as a Burn backend extension (implemented for Flex and `Autodiff<Flex>`).
+#[backend_extension(Flex, Autodiff)]
+pub trait CpuConvBackend: Backend {
+    /// See [`conv2d`].
+    fn torchlet_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad: usize,
+    ) -> FloatTensor<Self>;
+
+    /// See [`conv2d_pool2`].
+    fn torchlet_conv2d_pool2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad: usize,
+    ) -> FloatTensor<Self>;
+}
+
+/// The `f32` values of a Flex tensor, contiguous (copied only when the tensor is a view).
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => {
+            std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().unwrap_or(&[]).to_vec())
+        }
+    }
+}
+
+/// A contiguous `f32` Flex tensor holding `data`.
+fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
+fn shape_of(t: &FlexTensor) -> Shape {
+    t.layout().shape().clone()
+}
+
+/// Forward on Flex tensors; panics only on shapes [`conv2d`] has already checked.
+fn forward_flex(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor, pad: usize) -> FlexTensor {
+    let g = match geometry(&shape_of(x), &shape_of(w), &shape_of(b), pad) {
+        Some(g) => g,
+        None => panic!("torchlet_conv2d: shapes were checked by `cpu::conv2d`"),
+    };
+    let mut y = vec![0.0f32; g.batch * g.c_out * g.out_height() * g.out_width()];
+    let done = kernels::conv2d_forward(&g, &values(x), &values(w), Some(&values(b)), &mut y);
+    debug_assert!(done.is_some());
+    tensor(
+        y,
+        Shape::new([g.batch, g.c_out, g.out_height(), g.out_width()]),
+    )
+}
+
+/// Fused forward with pooling on Flex tensors: the pooled output and the window positions.
+fn forward_pool_flex(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: &FlexTensor,
+    pad: usize,
+) -> (FlexTensor, Vec<u8>) {
+    let g = match geometry(&shape_of(x), &shape_of(w), &shape_of(b), pad) {
+        Some(g) => g,
+        None => panic!("torchlet_conv2d_pool2: shapes were checked by `cpu::conv2d_pool2`"),
+    };
+    let (ph, pw) = kernels::pooled_size(&g);
+    let n = g.batch * g.c_out * ph * pw;
+    let (mut y, mut idx) = (vec![0.0f32; n], vec![0u8; n]);
+    let done = kernels::conv2d_pool2_forward(
+        &g,
+        &values(x),
+        &values(w),
+        Some(&values(b)),
+        &mut y,
+        &mut idx,
+    );
+    debug_assert!(done.is_some());
+    (tensor(y, Shape::new([g.batch, g.c_out, ph, pw])), idx)
+}
+
+impl CpuConvBackend for Flex {
+    fn torchlet_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        forward_flex(&x, &weight, &bias, pad)
+    }
+
+    fn torchlet_conv2d_pool2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        forward_pool_flex(&x, &weight, &bias, pad).0
+    }
+}
+
+/// The backward pass of [`conv2d`]: input, weight and bias gradients from the saved input and
+/// weight.
+#[derive(Debug)]
+struct Conv2dBackward;
+
+impl Backward<Flex, 3> for Conv2dBackward {
+    /// (input, weight, geometry, window positions when the output was max-pooled)
+    type State = (FlexTensor, FlexTensor, ConvGeometry, Option<Arc<Vec<u8>>>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, w, g, pooled) = ops.state;
+        let dy_values = match pooled {
+            None => values(&dy),
+            Some(idx) => {
+                // Through the pooling: the gradient of the convolution's output.
+                let mut dconv = vec![0.0f32; g.batch * g.c_out * g.out_height() * g.out_width()];
+                let done = kernels::max_unpool2(&g, &values(&dy), &idx, &mut dconv);
+                debug_assert!(done.is_some());
+                std::borrow::Cow::Owned(dconv)
+            }
+        };
+        if let Some(node) = node_x {
+            let mut dx = vec![0.0f32; g.batch * g.c_in * g.height * g.width];
+            let done = kernels::conv2d_input_grad(&g, &dy_values, &values(&w), &mut dx);
+            debug_assert!(done.is_some());
+            let shape = Shape::new([g.batch, g.c_in, g.height, g.width]);
+            grads.register::<Flex>(node.id, tensor(dx, shape));
+        }
+        if let Some(node) = node_w {
+            let mut dw = vec![0.0f32; g.c_out * g.c_in * g.kernel * g.kernel];
+            let done = kernels::conv2d_weight_grad(&g, &values(&x), &dy_values, &mut dw);
+            debug_assert!(done.is_some());
+            let shape = Shape::new([g.c_out, g.c_in, g.kernel, g.kernel]);
+            grads.register::<Flex>(node.id, tensor(dw, shape));
+        }
+        if let Some(node) = node_b {
+            let mut db = vec![0.0f32; g.c_out];
+            let done = kernels::conv2d_bias_grad(&g, &dy_values, &mut db);
+            debug_assert!(done.is_some());
+            grads.register::<Flex>(node.id, tensor(db, Shape::new([g.c_out])));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> CpuConvBackend for Autodiff<Flex, C> {
+    fn torchlet_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        let (xp, wp, bp) = (x.primitive(), weight.primitive(), bias.primitive());
+        let out = forward_flex(xp, wp, bp, pad);
+        match Conv2dBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let g = match geometry(&shape_of(xp), &shape_of(wp), &shape_of(bp), pad) {
+                    Some(g) => g,
+                    None => panic!("torchlet_conv2d: shapes were checked by `cpu::conv2d`"),
+                };
+                prep.finish((xp.clone(), wp.clone(), g, None), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn torchlet_conv2d_pool2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        let (xp, wp, bp) = (x.primitive(), weight.primitive(), bias.primitive());
+        let (out, idx) = forward_pool_flex(xp, wp, bp, pad);
+        match Conv2dBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let g = match geometry(&shape_of(xp), &shape_of(wp), &shape_of(bp), pad) {
+                    Some(g) => g,
+                    None => {
+                        panic!("torchlet_conv2d_pool2: shapes were checked by `cpu::conv2d_pool2`")
+                    }
+                };
+                prep.finish((xp.clone(), wp.clone(), g, Some(Arc::new(idx))), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
