@@ -88,21 +88,24 @@ fn round_up(n: usize, to: usize) -> usize {
 }
 
 /// A register-tiled micro-kernel over an `MR × NR` tile of outputs, in two forms that read
-/// their operands where they lie, so no im2col buffer is ever built:
+/// the image where it lies, so no im2col buffer is ever built:
 ///
-/// * [`run_gather_b`](Tile::run_gather_b): `acc[i·NR + j] += Σ_k a[k·MR + i] · b[boff[k] + j]`
-///   (`a` packed, each reduction step reads `NR` consecutive values of `b` at its own offset);
-/// * [`run_gather_a`](Tile::run_gather_a): `acc[i·NR + j] += Σ_k a[aoff[i] + k] · b[k·ldb + j]`
-///   (row `i` of `a` starts at its own offset, `b` row-major).
+/// * [`run_shift_a`](Tile::run_shift_a): `acc[i·NR + j] += Σ_k a[aoff[k] + i] · b[k·ldb + j]`
+///   (reduction step `k` broadcasts `MR` consecutive values of `a` from its own offset);
+/// * [`run_rows_a`](Tile::run_rows_a): `acc[i·NR + j] += Σ_k a[aoff[i] + k] · b[k·ldb + j]`
+///   (row `i` of `a` starts at its own offset).
+///
+/// Either way `b` is read as whole rows of `NR` values, which callers keep 64-byte aligned:
+/// the only vector loads are aligned, the broadcasts never split a cache line.
 trait Tile {
     /// Rows of the tile (broadcast from `a`).
     const MR: usize;
     /// Columns of the tile (vector loads from `b`).
     const NR: usize;
-    /// See the trait; `boff.len()` reduction steps.
-    fn run_gather_b(a: &[f32], b: &[f32], boff: &[usize], acc: &mut [f32]);
+    /// See the trait; `aoff.len()` reduction steps.
+    fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
     /// See the trait; `kc` reduction steps, `aoff.len() == MR`.
-    fn run_gather_a(kc: usize, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
+    fn run_rows_a(kc: usize, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
 }
 
 /// Plain Rust, any CPU: 4 × 8.
@@ -112,11 +115,10 @@ impl Tile for PortableTile {
     const MR: usize = 4;
     const NR: usize = 8;
     #[inline(always)]
-    fn run_gather_b(a: &[f32], b: &[f32], boff: &[usize], acc: &mut [f32]) {
-        for (k, off) in boff.iter().enumerate() {
-            let ak = &a[k * Self::MR..(k + 1) * Self::MR];
-            let bk = &b[*off..*off + Self::NR];
-            for (i, ai) in ak.iter().enumerate() {
+    fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
+        for (k, off) in aoff.iter().enumerate() {
+            let bk = &b[k * ldb..k * ldb + Self::NR];
+            for (i, ai) in a[*off..*off + Self::MR].iter().enumerate() {
                 let row = &mut acc[i * Self::NR..(i + 1) * Self::NR];
                 for (c, bj) in row.iter_mut().zip(bk) {
                     *c = ai.mul_add(*bj, *c);
@@ -125,7 +127,7 @@ impl Tile for PortableTile {
         }
     }
     #[inline(always)]
-    fn run_gather_a(kc: usize, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
+    fn run_rows_a(kc: usize, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
         for k in 0..kc {
             let bk = &b[k * ldb..k * ldb + Self::NR];
             for (i, off) in aoff.iter().enumerate() {
@@ -139,24 +141,24 @@ impl Tile for PortableTile {
     }
 }
 
-/// Checks the bounds of a gather-`b` call: `true` when every read stays inside the slices.
-fn gather_b_in_bounds(
+/// Checks the bounds of a [`Tile::run_shift_a`] call.
+fn shift_a_in_bounds(
     mr: usize,
     nr: usize,
     a: &[f32],
+    aoff: &[usize],
     b: &[f32],
-    boff: &[usize],
+    ldb: usize,
     acc: &[f32],
 ) -> bool {
-    let max_off = boff.iter().copied().max().unwrap_or(0);
-    a.len() >= boff.len() * mr
-        && (boff.is_empty() || b.len() >= max_off + nr)
-        && acc.len() >= mr * nr
+    let kc = aoff.len();
+    let max_off = aoff.iter().copied().max().unwrap_or(0);
+    acc.len() >= mr * nr && (kc == 0 || (a.len() >= max_off + mr && b.len() >= (kc - 1) * ldb + nr))
 }
 
-/// Checks the bounds of a gather-`a` call.
+/// Checks the bounds of a [`Tile::run_rows_a`] call.
 #[allow(clippy::too_many_arguments)]
-fn gather_a_in_bounds(
+fn rows_a_in_bounds(
     mr: usize,
     nr: usize,
     kc: usize,
@@ -178,24 +180,24 @@ fn gather_a_in_bounds(
 macro_rules! simd_tile {
     ($name:ident, $features:literal, $mr:literal, $lanes:literal, $vec:ty,
      $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident,
-     $gather_b:ident, $gather_a:ident) => {
+     $shift_a:ident, $rows_a:ident) => {
         struct $name;
 
         impl Tile for $name {
             const MR: usize = $mr;
             const NR: usize = 2 * $lanes;
             #[inline(always)]
-            fn run_gather_b(a: &[f32], b: &[f32], boff: &[usize], acc: &mut [f32]) {
-                assert!(gather_b_in_bounds(Self::MR, Self::NR, a, b, boff, acc));
+            fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
+                assert!(shift_a_in_bounds(Self::MR, Self::NR, a, aoff, b, ldb, acc));
                 // SAFETY: these kernels run only after `Isa::detect` found the CPU features;
                 // the bounds of every read and write were checked just above.
                 #[allow(unsafe_code)]
                 unsafe {
-                    $gather_b(a.as_ptr(), b.as_ptr(), boff, acc.as_mut_ptr())
+                    $shift_a(a.as_ptr(), aoff, b.as_ptr(), ldb, acc.as_mut_ptr())
                 }
             }
             #[inline(always)]
-            fn run_gather_a(
+            fn run_rows_a(
                 kc: usize,
                 a: &[f32],
                 aoff: &[usize],
@@ -203,40 +205,31 @@ macro_rules! simd_tile {
                 ldb: usize,
                 acc: &mut [f32],
             ) {
-                assert!(gather_a_in_bounds(
-                    Self::MR,
-                    Self::NR,
-                    kc,
-                    a,
-                    aoff,
-                    b,
-                    ldb,
-                    acc
-                ));
-                // SAFETY: as in `run_gather_b`.
+                assert!(rows_a_in_bounds(Self::MR, Self::NR, kc, a, aoff, b, ldb, acc));
+                // SAFETY: as in `run_shift_a`.
                 #[allow(unsafe_code)]
                 unsafe {
-                    $gather_a(kc, a.as_ptr(), aoff, b.as_ptr(), ldb, acc.as_mut_ptr())
+                    $rows_a(kc, a.as_ptr(), aoff, b.as_ptr(), ldb, acc.as_mut_ptr())
                 }
             }
         }
 
         #[allow(unsafe_code)]
         #[target_feature(enable = $features)]
-        unsafe fn $gather_b(a: *const f32, b: *const f32, boff: &[usize], acc: *mut f32) {
+        unsafe fn $shift_a(a: *const f32, aoff: &[usize], b: *const f32, ldb: usize, acc: *mut f32) {
             use std::arch::x86_64::*;
-            // SAFETY (whole body): the caller checked `gather_b_in_bounds`.
+            // SAFETY (whole body): the caller checked `shift_a_in_bounds`.
             unsafe {
                 let mut c: [[$vec; 2]; $mr] = [[$zero(); 2]; $mr];
                 for (i, ci) in c.iter_mut().enumerate() {
                     ci[0] = $load(acc.add(i * 2 * $lanes));
                     ci[1] = $load(acc.add(i * 2 * $lanes + $lanes));
                 }
-                for (k, off) in boff.iter().enumerate() {
-                    let bk = b.add(*off);
+                for (k, off) in aoff.iter().enumerate() {
+                    let bk = b.add(k * ldb);
                     let b0 = $load(bk);
                     let b1 = $load(bk.add($lanes));
-                    let ak = a.add(k * $mr);
+                    let ak = a.add(*off);
                     for (i, ci) in c.iter_mut().enumerate() {
                         let ai = $set1(*ak.add(i));
                         ci[0] = $fmadd(ai, b0, ci[0]);
@@ -252,7 +245,7 @@ macro_rules! simd_tile {
 
         #[allow(unsafe_code)]
         #[target_feature(enable = $features)]
-        unsafe fn $gather_a(
+        unsafe fn $rows_a(
             kc: usize,
             a: *const f32,
             aoff: &[usize],
@@ -261,7 +254,7 @@ macro_rules! simd_tile {
             acc: *mut f32,
         ) {
             use std::arch::x86_64::*;
-            // SAFETY (whole body): the caller checked `gather_a_in_bounds`.
+            // SAFETY (whole body): the caller checked `rows_a_in_bounds`.
             unsafe {
                 let mut rows = [a; $mr];
                 for (row, off) in rows.iter_mut().zip(aoff) {
@@ -303,8 +296,8 @@ simd_tile!(
     _mm512_storeu_ps,
     _mm512_set1_ps,
     _mm512_fmadd_ps,
-    avx512_gather_b,
-    avx512_gather_a
+    avx512_shift_a,
+    avx512_rows_a
 );
 #[cfg(target_arch = "x86_64")]
 simd_tile!(
@@ -318,9 +311,34 @@ simd_tile!(
     _mm256_storeu_ps,
     _mm256_set1_ps,
     _mm256_fmadd_ps,
-    avx2_gather_b,
-    avx2_gather_a
+    avx2_shift_a,
+    avx2_rows_a
 );
+
+/// A zeroed `f32` buffer of `len` values whose slice `buf[start..start + len]` begins on a
+/// 64-byte boundary (a cache line, one AVX-512 vector).
+struct Aligned {
+    buf: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn zeros(len: usize) -> Aligned {
+        let buf = vec![0.0f32; len + 16];
+        let misalign = (buf.as_ptr() as usize / 4) % 16;
+        let start = (16 - misalign) % 16;
+        Aligned { buf, start, len }
+    }
+
+    fn get(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    fn get_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
 
 /// Reduction steps per block, so the rows of `b` a block reads stay in the L1 cache.
 const KC: usize = 256;
@@ -381,23 +399,6 @@ impl Padded {
     }
 }
 
-/// Packs rows `m0..m0+mr` of a row-major `[m, kc]` matrix (rows past `m` as zeros) as `[kc][mr]`.
-#[inline(always)]
-fn pack_a(a: &[f32], m: usize, kc: usize, m0: usize, mr: usize, out: &mut [f32]) {
-    for i in 0..mr {
-        let row = m0 + i;
-        if row < m {
-            for (k, v) in a[row * kc..(row + 1) * kc].iter().enumerate() {
-                out[k * mr + i] = *v;
-            }
-        } else {
-            for k in 0..kc {
-                out[k * mr + i] = 0.0;
-            }
-        }
-    }
-}
-
 /// Largest tile (`MR·NR`) of any [`Tile`].
 const MAX_TILE: usize = 256;
 
@@ -410,49 +411,30 @@ enum Out<'a> {
     Pooled(&'a mut [f32], &'a mut [u8]),
 }
 
-/// 2×2 max-pooling (stride 2, floor) of one image's planes `y` (`[c, oh, ow]`) into `out`
-/// (`[c, oh / 2, ow / 2]`), recording which of the four inputs won (the first maximum in
-/// row-major order, as PyTorch and Burn do).
-#[inline(always)]
-fn max_pool2_image(y: &[f32], c: usize, oh: usize, ow: usize, out: &mut [f32], idx: &mut [u8]) {
-    let (ph, pw) = (oh / 2, ow / 2);
-    for ch in 0..c {
-        let plane = &y[ch * oh * ow..(ch + 1) * oh * ow];
-        for py in 0..ph {
-            let top = &plane[2 * py * ow..(2 * py + 1) * ow];
-            let bottom = &plane[(2 * py + 1) * ow..(2 * py + 2) * ow];
-            let at = (ch * ph + py) * pw;
-            let (o, ix) = (&mut out[at..at + pw], &mut idx[at..at + pw]);
-            for px in 0..pw {
-                let v = [
-                    top[2 * px],
-                    top[2 * px + 1],
-                    bottom[2 * px],
-                    bottom[2 * px + 1],
-                ];
-                let mut best = 0;
-                for (k, vk) in v.iter().enumerate().skip(1) {
-                    // NaN propagates like in PyTorch: a NaN wins over any number.
-                    if *vk > v[best] || (vk.is_nan() && !v[best].is_nan()) {
-                        best = k;
-                    }
-                }
-                o[px] = v[best];
-                ix[px] = best as u8;
-            }
-        }
-    }
+/// Where [`forward_image`] writes one image.
+enum ImageOut<'a> {
+    /// `[c_out, oh, ow]`.
+    Conv(&'a mut [f32]),
+    /// `[c_out, oh / 2, ow / 2]` twice: maxima and their window positions.
+    Pooled(&'a mut [f32], &'a mut [u8]),
 }
 
-/// Forward convolution of one image (`xi`: `[c_in, h, w]`) into `yi` (`[c_out, oh, ow]`),
-/// weights packed by [`pack_a`] per `T::MR` output channels.
+/// Widest tile (`NR`) of any [`Tile`].
+const MAX_LANES: usize = 32;
+
+/// Forward convolution of one image (`xi`: `[c_in, h, w]`), written as `out` says.
+///
+/// `w_rows` holds the weights as `[k_dim][ldn]` rows (`ldn` = `c_out` rounded up to `T::NR`,
+/// 64-byte aligned); `cbuf` holds `ldn / NR × ⌈grid / MR⌉` tiles.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn forward_image<T: Tile>(
     g: &ConvGeometry,
     xi: &[f32],
-    w_packed: &[f32],
+    w_rows: &[f32],
+    ldn: usize,
     bias: Option<&[f32]>,
-    yi: &mut [f32],
+    mut out: ImageOut<'_>,
     xp: &mut Padded,
     cbuf: &mut [f32],
 ) {
@@ -460,50 +442,76 @@ fn forward_image<T: Tile>(
     let (oh, ow) = (g.out_height(), g.out_width());
     let plane = oh * ow;
     let k_dim = g.k_dim();
+    let q_tiles = xp.grid.div_ceil(mr);
     xp.fill(g, xi);
-    for nt in 0..xp.grid.div_ceil(nr) {
-        let q0 = nt * nr;
-        for (mt, tile) in cbuf.chunks_exact_mut(mr * nr).enumerate() {
-            for (i, row) in tile.chunks_exact_mut(nr).enumerate() {
-                let v = bias.and_then(|b| b.get(mt * mr + i)).copied();
-                row.fill(v.unwrap_or(0.0));
+    for (nt, tiles) in cbuf.chunks_exact_mut(q_tiles * mr * nr).enumerate() {
+        let co0 = nt * nr;
+        let mut bias_row = [0.0f32; MAX_LANES];
+        if let Some(b) = bias {
+            for (v, bj) in bias_row.iter_mut().zip(b.iter().skip(co0)) {
+                *v = *bj;
             }
         }
-        // Equal blocks of at most KC reduction steps.
-        let blocks = k_dim.div_ceil(KC);
-        let step = k_dim.div_ceil(blocks.max(1));
+        for row in tiles.chunks_exact_mut(nr) {
+            row.copy_from_slice(&bias_row[..nr]);
+        }
+        // Equal blocks of at most KC reduction steps: the block of weight rows stays in L1
+        // while every grid tile streams past it.
+        let blocks = k_dim.div_ceil(KC).max(1);
+        let step = k_dim.div_ceil(blocks);
         let mut k0 = 0;
         while k0 < k_dim {
             let kc = step.min(k_dim - k0);
-            let boff = &xp.offsets[k0..k0 + kc];
-            for (mt, tile) in cbuf.chunks_exact_mut(mr * nr).enumerate() {
-                let a = &w_packed[(mt * k_dim + k0) * mr..(mt * k_dim + k0 + kc) * mr];
-                T::run_gather_b(a, &xp.data[q0..], boff, tile);
+            let aoff = &xp.offsets[k0..k0 + kc];
+            let b = &w_rows[k0 * ldn + co0..];
+            for (qt, tile) in tiles.chunks_exact_mut(mr * nr).enumerate() {
+                T::run_shift_a(&xp.data[qt * mr..], aoff, b, ldn, tile);
             }
             k0 += kc;
         }
-        // Keep the grid positions that are real outputs, row run by row run.
-        let mut j = 0;
-        while j < nr {
-            let q = q0 + j;
-            let (oy, ox) = (q / xp.pw, q % xp.pw);
-            if oy >= oh {
-                break;
-            }
-            let run = (nr - j).min(xp.pw - ox);
-            if ox < ow {
-                let n = run.min(ow - ox);
-                for (mt, tile) in cbuf.chunks_exact(mr * nr).enumerate() {
-                    for (i, row) in tile.chunks_exact(nr).enumerate() {
-                        let co = mt * mr + i;
-                        if co < g.c_out {
-                            let at = co * plane + oy * ow + ox;
-                            yi[at..at + n].copy_from_slice(&row[j..j + n]);
+        let channels = nr.min(g.c_out.saturating_sub(co0));
+        match &mut out {
+            // Grid position q = (oy, ox) → output (co, oy, ox) when ox < ow (the rest is junk).
+            ImageOut::Conv(yi) => {
+                for (q, row) in tiles.chunks_exact(nr).enumerate().take(xp.grid) {
+                    let (oy, ox) = (q / xp.pw, q % xp.pw);
+                    if ox < ow {
+                        for (j, v) in row[..channels].iter().enumerate() {
+                            yi[(co0 + j) * plane + oy * ow + ox] = *v;
                         }
                     }
                 }
             }
-            j += run;
+            // 2×2 max-pooling straight from the grid rows (all channels of a position are
+            // one contiguous row there), first maximum in row-major order; NaN wins.
+            ImageOut::Pooled(yi, ii) => {
+                let (ph, pw) = (oh / 2, ow / 2);
+                let mut best = [0.0f32; MAX_LANES];
+                let mut which = [0u8; MAX_LANES];
+                for py in 0..ph {
+                    for px in 0..pw {
+                        let q = 2 * py * xp.pw + 2 * px;
+                        let window = [q, q + 1, q + xp.pw, q + xp.pw + 1];
+                        best[..nr].copy_from_slice(&tiles[q * nr..(q + 1) * nr]);
+                        which[..nr].fill(0);
+                        for (k, qk) in window.iter().enumerate().skip(1) {
+                            let row = &tiles[qk * nr..(qk + 1) * nr];
+                            let lanes = best[..nr].iter_mut().zip(&mut which[..nr]).zip(row);
+                            for ((b, w), v) in lanes {
+                                // Branch-free so it vectorises.
+                                let take = (*v > *b) | (v.is_nan() & !b.is_nan());
+                                *b = if take { *v } else { *b };
+                                *w = if take { k as u8 } else { *w };
+                            }
+                        }
+                        for j in 0..channels {
+                            let at = ((co0 + j) * ph + py) * pw + px;
+                            yi[at] = best[j];
+                            ii[at] = which[j];
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -514,30 +522,30 @@ fn forward_image<T: Tile>(
 fn forward_chunk<T: Tile>(
     g: &ConvGeometry,
     x: &[f32],
-    w_packed: &[f32],
+    w_rows: &[f32],
     bias: Option<&[f32]>,
     out: Out<'_>,
 ) {
     let (mr, nr) = (T::MR, T::NR);
-    let mut xp = Padded::new(g, nr);
-    let mut cbuf = vec![0.0f32; g.c_out.div_ceil(mr) * mr * nr];
+    let ldn = round_up(g.c_out, nr);
+    let mut xp = Padded::new(g, mr);
+    let mut cbuf = vec![0.0f32; ldn * round_up(xp.grid, mr)];
     let images = x.chunks_exact(g.in_image());
     match out {
         Out::Conv(y) => {
             for (xi, yi) in images.zip(y.chunks_exact_mut(g.out_image())) {
-                forward_image::<T>(g, xi, w_packed, bias, yi, &mut xp, &mut cbuf);
+                let out = ImageOut::Conv(yi);
+                forward_image::<T>(g, xi, w_rows, ldn, bias, out, &mut xp, &mut cbuf);
             }
         }
         Out::Pooled(y, idx) => {
-            let (oh, ow) = (g.out_height(), g.out_width());
-            let pooled = g.c_out * (oh / 2) * (ow / 2);
-            let mut conv = vec![0.0f32; g.out_image()];
+            let pooled = g.c_out * (g.out_height() / 2) * (g.out_width() / 2);
             for ((xi, yi), ii) in images
                 .zip(y.chunks_exact_mut(pooled))
                 .zip(idx.chunks_exact_mut(pooled))
             {
-                forward_image::<T>(g, xi, w_packed, bias, &mut conv, &mut xp, &mut cbuf);
-                max_pool2_image(&conv, g.c_out, oh, ow, yi, ii);
+                let out = ImageOut::Pooled(yi, ii);
+                forward_image::<T>(g, xi, w_rows, ldn, bias, out, &mut xp, &mut cbuf);
             }
         }
     }
@@ -555,7 +563,8 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut
     let ldn = round_up(g.c_out, nr);
     let mut xp = Padded::new(g, nr);
     // dyᵀ on the grid: [grid, ldn]; junk grid columns and padded channels stay zero.
-    let mut dyt = vec![0.0f32; xp.grid * ldn];
+    let mut dyt = Aligned::zeros(xp.grid * ldn);
+    let dyt_len = xp.grid * ldn;
     let mut aoff = vec![0usize; mr];
     for (xi, dyi) in x
         .chunks_exact(g.in_image())
@@ -565,7 +574,7 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut
         for (co, dplane) in dyi.chunks_exact(plane).enumerate() {
             for (oy, row) in dplane.chunks_exact(ow).enumerate() {
                 for (ox, v) in row.iter().enumerate() {
-                    dyt[(oy * xp.pw + ox) * ldn + co] = *v;
+                    dyt.get_mut()[(oy * xp.pw + ox) * ldn + co] = *v;
                 }
             }
         }
@@ -574,7 +583,7 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut
             let kc = KC.min(xp.grid - q0);
             for nt in 0..ldn / nr {
                 let n0 = nt * nr;
-                let b = &dyt[q0 * ldn + n0..];
+                let b = &dyt.get()[q0 * ldn + n0..dyt_len];
                 for rt in 0..r_tiles {
                     for (i, off) in aoff.iter_mut().enumerate() {
                         *off = xp.offsets.get(rt * mr + i).copied().unwrap_or(xp.zeros);
@@ -584,7 +593,7 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut
                         let at = (rt * mr + i) * ldn + n0;
                         row.copy_from_slice(&dwt[at..at + nr]);
                     }
-                    T::run_gather_a(kc, &xp.data[q0..], &aoff, b, ldn, &mut acc);
+                    T::run_rows_a(kc, &xp.data[q0..], &aoff, b, ldn, &mut acc);
                     for (i, row) in acc[..mr * nr].chunks_exact(nr).enumerate() {
                         let at = (rt * mr + i) * ldn + n0;
                         dwt[at..at + nr].copy_from_slice(row);
@@ -614,25 +623,29 @@ fn forward_generic<T: Tile>(
     out: Out<'_>,
     chunk: ForwardFn,
 ) {
+    // Weights as rows [k_dim][ldn]: w_rows[r·ldn + co] = w[co, r] (columns past c_out zero).
     let k_dim = g.k_dim();
-    let mr = T::MR;
-    let mut w_packed = vec![0.0f32; g.c_out.div_ceil(mr) * k_dim * mr];
-    for (mt, packed) in w_packed.chunks_exact_mut(k_dim * mr).enumerate() {
-        pack_a(w, g.c_out, k_dim, mt * mr, mr, packed);
+    let ldn = round_up(g.c_out, T::NR);
+    let mut w_rows = Aligned::zeros(k_dim * ldn);
+    for (co, wr) in w.chunks_exact(k_dim).enumerate() {
+        for (r, v) in wr.iter().enumerate() {
+            w_rows.get_mut()[r * ldn + co] = *v;
+        }
     }
+    let w_packed = w_rows.get();
     let images = chunk_len(g.batch);
     let xs = x.par_chunks(images * g.in_image());
     match out {
         Out::Conv(y) => y
             .par_chunks_mut(images * g.out_image())
             .zip(xs)
-            .for_each(|(yc, xc)| chunk(g, xc, &w_packed, bias, Out::Conv(yc))),
+            .for_each(|(yc, xc)| chunk(g, xc, w_packed, bias, Out::Conv(yc))),
         Out::Pooled(y, idx) => {
             let pooled = g.c_out * (g.out_height() / 2) * (g.out_width() / 2);
             y.par_chunks_mut(images * pooled)
                 .zip(idx.par_chunks_mut(images * pooled))
                 .zip(xs)
-                .for_each(|((yc, ic), xc)| chunk(g, xc, &w_packed, bias, Out::Pooled(yc, ic)))
+                .for_each(|((yc, ic), xc)| chunk(g, xc, w_packed, bias, Out::Pooled(yc, ic)))
         }
     }
 }
