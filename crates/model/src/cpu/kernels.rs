@@ -205,7 +205,16 @@ macro_rules! simd_tile {
                 ldb: usize,
                 acc: &mut [f32],
             ) {
-                assert!(rows_a_in_bounds(Self::MR, Self::NR, kc, a, aoff, b, ldb, acc));
+                assert!(rows_a_in_bounds(
+                    Self::MR,
+                    Self::NR,
+                    kc,
+                    a,
+                    aoff,
+                    b,
+                    ldb,
+                    acc
+                ));
                 // SAFETY: as in `run_shift_a`.
                 #[allow(unsafe_code)]
                 unsafe {
@@ -216,7 +225,13 @@ macro_rules! simd_tile {
 
         #[allow(unsafe_code)]
         #[target_feature(enable = $features)]
-        unsafe fn $shift_a(a: *const f32, aoff: &[usize], b: *const f32, ldb: usize, acc: *mut f32) {
+        unsafe fn $shift_a(
+            a: *const f32,
+            aoff: &[usize],
+            b: *const f32,
+            ldb: usize,
+            acc: *mut f32,
+        ) {
             use std::arch::x86_64::*;
             // SAFETY (whole body): the caller checked `shift_a_in_bounds`.
             unsafe {
@@ -340,6 +355,63 @@ impl Aligned {
     }
 }
 
+/// A batch of feature maps `[images, c, h, w]`: stored densely, or as the 2×2 max-unpooling
+/// of pooled values `[images, c, h / 2, w / 2]` and the window position each came from (the
+/// gradient of a max-pooling, never materialised).
+#[derive(Debug, Clone, Copy)]
+enum Maps<'a> {
+    Dense(&'a [f32]),
+    Unpooled(&'a [f32], &'a [u8]),
+}
+
+impl<'a> Maps<'a> {
+    /// Images `first..first + n` of maps `c × h × w`.
+    fn images(self, c: usize, h: usize, w: usize, first: usize, n: usize) -> Maps<'a> {
+        match self {
+            Maps::Dense(v) => Maps::Dense(&v[first * c * h * w..(first + n) * c * h * w]),
+            Maps::Unpooled(v, idx) => {
+                let per = c * (h / 2) * (w / 2);
+                let range = first * per..(first + n) * per;
+                Maps::Unpooled(&v[range.clone()], &idx[range])
+            }
+        }
+    }
+
+    /// Hands every value of image `i` (maps `c × h × w`) that may be non-zero to `put`: whole
+    /// rows of dense maps, single points of unpooled ones.
+    #[inline(always)]
+    fn for_each(self, c: usize, h: usize, w: usize, i: usize, mut put: impl FnMut(Values<'_>)) {
+        match self {
+            Maps::Dense(v) => {
+                let image = &v[i * c * h * w..(i + 1) * c * h * w];
+                for (ch, plane) in image.chunks_exact(h * w).enumerate() {
+                    for (y, row) in plane.chunks_exact(w).enumerate() {
+                        put(Values::Row(ch, y, row));
+                    }
+                }
+            }
+            Maps::Unpooled(v, idx) => {
+                let (ph, pw) = (h / 2, w / 2);
+                let per = c * ph * pw;
+                let (vals, pos) = (&v[i * per..(i + 1) * per], &idx[i * per..(i + 1) * per]);
+                for (at, (value, k)) in vals.iter().zip(pos).enumerate() {
+                    let (ch, py, px) = (at / (ph * pw), (at / pw) % ph, at % pw);
+                    let k = usize::from(*k & 3);
+                    put(Values::Point(ch, 2 * py + k / 2, 2 * px + k % 2, *value));
+                }
+            }
+        }
+    }
+}
+
+/// What [`Maps::for_each`] hands out.
+enum Values<'a> {
+    /// Channel, row, and the row's values.
+    Row(usize, usize, &'a [f32]),
+    /// Channel, row, column, value.
+    Point(usize, usize, usize, f32),
+}
+
 /// Reduction steps per block, so the rows of `b` a block reads stay in the L1 cache.
 const KC: usize = 256;
 
@@ -386,16 +458,27 @@ impl Padded {
         }
     }
 
-    /// Copies image `x` (`[c_in, h, w]`) inside the (already zero) border.
+    /// Copies image `i` of `x` (maps `c_in × h × w`) inside the (always zero) border.
     #[inline(always)]
-    fn fill(&mut self, g: &ConvGeometry, x: &[f32]) {
+    fn fill(&mut self, g: &ConvGeometry, x: Maps<'_>, i: usize) {
         let (h, w, pad) = (g.height, g.width, g.pad);
-        for (ci, plane) in x.chunks_exact(h * w).enumerate() {
-            for (iy, row) in plane.chunks_exact(w).enumerate() {
-                let at = (ci * self.ph + iy + pad) * self.pw + pad;
-                self.data[at..at + w].copy_from_slice(row);
+        let (ph, pw) = (self.ph, self.pw);
+        if let Maps::Unpooled(..) = x {
+            for ci in 0..g.c_in {
+                for iy in 0..h {
+                    let at = (ci * ph + iy + pad) * pw + pad;
+                    self.data[at..at + w].fill(0.0);
+                }
             }
         }
+        let data = &mut self.data;
+        x.for_each(g.c_in, h, w, i, |values| match values {
+            Values::Row(ci, iy, row) => {
+                let at = (ci * ph + iy + pad) * pw + pad;
+                data[at..at + w].copy_from_slice(row);
+            }
+            Values::Point(ci, iy, ix, v) => data[(ci * ph + iy + pad) * pw + ix + pad] = v,
+        });
     }
 }
 
@@ -422,7 +505,7 @@ enum ImageOut<'a> {
 /// Widest tile (`NR`) of any [`Tile`].
 const MAX_LANES: usize = 32;
 
-/// Forward convolution of one image (`xi`: `[c_in, h, w]`), written as `out` says.
+/// Forward convolution of image `i` of `x` (maps `c_in × h × w`), written as `out` says.
 ///
 /// `w_rows` holds the weights as `[k_dim][ldn]` rows (`ldn` = `c_out` rounded up to `T::NR`,
 /// 64-byte aligned); `cbuf` holds `ldn / NR × ⌈grid / MR⌉` tiles.
@@ -430,7 +513,8 @@ const MAX_LANES: usize = 32;
 #[allow(clippy::too_many_arguments)]
 fn forward_image<T: Tile>(
     g: &ConvGeometry,
-    xi: &[f32],
+    x: Maps<'_>,
+    i: usize,
     w_rows: &[f32],
     ldn: usize,
     bias: Option<&[f32]>,
@@ -443,7 +527,7 @@ fn forward_image<T: Tile>(
     let plane = oh * ow;
     let k_dim = g.k_dim();
     let q_tiles = xp.grid.div_ceil(mr);
-    xp.fill(g, xi);
+    xp.fill(g, x, i);
     for (nt, tiles) in cbuf.chunks_exact_mut(q_tiles * mr * nr).enumerate() {
         let co0 = nt * nr;
         let mut bias_row = [0.0f32; MAX_LANES];
@@ -521,7 +605,7 @@ fn forward_image<T: Tile>(
 #[inline(always)]
 fn forward_chunk<T: Tile>(
     g: &ConvGeometry,
-    x: &[f32],
+    x: Maps<'_>,
     w_rows: &[f32],
     bias: Option<&[f32]>,
     out: Out<'_>,
@@ -530,22 +614,19 @@ fn forward_chunk<T: Tile>(
     let ldn = round_up(g.c_out, nr);
     let mut xp = Padded::new(g, mr);
     let mut cbuf = vec![0.0f32; ldn * round_up(xp.grid, mr)];
-    let images = x.chunks_exact(g.in_image());
     match out {
         Out::Conv(y) => {
-            for (xi, yi) in images.zip(y.chunks_exact_mut(g.out_image())) {
+            for (i, yi) in y.chunks_exact_mut(g.out_image()).enumerate() {
                 let out = ImageOut::Conv(yi);
-                forward_image::<T>(g, xi, w_rows, ldn, bias, out, &mut xp, &mut cbuf);
+                forward_image::<T>(g, x, i, w_rows, ldn, bias, out, &mut xp, &mut cbuf);
             }
         }
         Out::Pooled(y, idx) => {
             let pooled = g.c_out * (g.out_height() / 2) * (g.out_width() / 2);
-            for ((xi, yi), ii) in images
-                .zip(y.chunks_exact_mut(pooled))
-                .zip(idx.chunks_exact_mut(pooled))
-            {
+            let outs = y.chunks_exact_mut(pooled).zip(idx.chunks_exact_mut(pooled));
+            for (i, (yi, ii)) in outs.enumerate() {
                 let out = ImageOut::Pooled(yi, ii);
-                forward_image::<T>(g, xi, w_rows, ldn, bias, out, &mut xp, &mut cbuf);
+                forward_image::<T>(g, x, i, w_rows, ldn, bias, out, &mut xp, &mut cbuf);
             }
         }
     }
@@ -554,10 +635,9 @@ fn forward_chunk<T: Tile>(
 /// Weight gradient of consecutive images, accumulated into `dwt` (`[k_dim, c_out]`, rows
 /// padded to `T::MR`, columns to `T::NR`).
 #[inline(always)]
-fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut [f32]) {
+fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &mut [f32]) {
     let (mr, nr) = (T::MR, T::NR);
     let (oh, ow) = (g.out_height(), g.out_width());
-    let plane = oh * ow;
     let k_dim = g.k_dim();
     let r_tiles = k_dim.div_ceil(mr);
     let ldn = round_up(g.c_out, nr);
@@ -566,18 +646,21 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut
     let mut dyt = Aligned::zeros(xp.grid * ldn);
     let dyt_len = xp.grid * ldn;
     let mut aoff = vec![0usize; mr];
-    for (xi, dyi) in x
-        .chunks_exact(g.in_image())
-        .zip(dy.chunks_exact(g.out_image()))
-    {
-        xp.fill(g, xi);
-        for (co, dplane) in dyi.chunks_exact(plane).enumerate() {
-            for (oy, row) in dplane.chunks_exact(ow).enumerate() {
+    let pw = xp.pw;
+    for i in 0..x.len() / g.in_image() {
+        xp.fill(g, Maps::Dense(x), i);
+        let d = dyt.get_mut();
+        if let Maps::Unpooled(..) = dy {
+            d.fill(0.0);
+        }
+        dy.for_each(g.c_out, oh, ow, i, |values| match values {
+            Values::Row(co, oy, row) => {
                 for (ox, v) in row.iter().enumerate() {
-                    dyt.get_mut()[(oy * xp.pw + ox) * ldn + co] = *v;
+                    d[(oy * pw + ox) * ldn + co] = *v;
                 }
             }
-        }
+            Values::Point(co, oy, ox, v) => d[(oy * pw + ox) * ldn + co] = v,
+        });
         let mut q0 = 0;
         while q0 < xp.grid {
             let kc = KC.min(xp.grid - q0);
@@ -605,19 +688,22 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut
     }
 }
 
-/// Splits `batch` images into one contiguous chunk per rayon thread.
+/// Images per parallel task: a few tasks per rayon thread, so a thread slowed down by
+/// something else on the machine does not hold the others up.
 fn chunk_len(batch: usize) -> usize {
-    batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
+    batch
+        .div_ceil(4 * rayon::current_num_threads().max(1))
+        .max(1)
 }
 
 /// A forward chunk kernel compiled for one instruction set.
-type ForwardFn = fn(&ConvGeometry, &[f32], &[f32], Option<&[f32]>, Out<'_>);
+type ForwardFn = fn(&ConvGeometry, Maps<'_>, &[f32], Option<&[f32]>, Out<'_>);
 /// A weight-gradient chunk kernel compiled for one instruction set.
-type WeightGradFn = fn(&ConvGeometry, &[f32], &[f32], &mut [f32]);
+type WeightGradFn = fn(&ConvGeometry, &[f32], Maps<'_>, &mut [f32]);
 
 fn forward_generic<T: Tile>(
     g: &ConvGeometry,
-    x: &[f32],
+    x: Maps<'_>,
     w: &[f32],
     bias: Option<&[f32]>,
     out: Out<'_>,
@@ -632,20 +718,26 @@ fn forward_generic<T: Tile>(
             w_rows.get_mut()[r * ldn + co] = *v;
         }
     }
-    let w_packed = w_rows.get();
+    let w_rows = w_rows.get();
     let images = chunk_len(g.batch);
-    let xs = x.par_chunks(images * g.in_image());
+    let part = |c: usize, n: usize| x.images(g.c_in, g.height, g.width, c * images, n);
     match out {
         Out::Conv(y) => y
             .par_chunks_mut(images * g.out_image())
-            .zip(xs)
-            .for_each(|(yc, xc)| chunk(g, xc, w_packed, bias, Out::Conv(yc))),
+            .enumerate()
+            .for_each(|(c, yc)| {
+                let n = yc.len() / g.out_image();
+                chunk(g, part(c, n), w_rows, bias, Out::Conv(yc))
+            }),
         Out::Pooled(y, idx) => {
             let pooled = g.c_out * (g.out_height() / 2) * (g.out_width() / 2);
             y.par_chunks_mut(images * pooled)
                 .zip(idx.par_chunks_mut(images * pooled))
-                .zip(xs)
-                .for_each(|((yc, ic), xc)| chunk(g, xc, w_packed, bias, Out::Pooled(yc, ic)))
+                .enumerate()
+                .for_each(|(c, (yc, ic))| {
+                    let n = yc.len() / pooled;
+                    chunk(g, part(c, n), w_rows, bias, Out::Pooled(yc, ic))
+                })
         }
     }
 }
@@ -653,7 +745,7 @@ fn forward_generic<T: Tile>(
 fn weight_grad_generic<T: Tile>(
     g: &ConvGeometry,
     x: &[f32],
-    dy: &[f32],
+    dy: Maps<'_>,
     dw: &mut [f32],
     chunk: WeightGradFn,
 ) {
@@ -661,19 +753,27 @@ fn weight_grad_generic<T: Tile>(
     let rows = round_up(k_dim, T::MR);
     let ldn = round_up(g.c_out, T::NR);
     let images = chunk_len(g.batch);
-    let partials: Vec<Vec<f32>> = x
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let dwt = x
         .par_chunks(images * g.in_image())
-        .zip(dy.par_chunks(images * g.out_image()))
-        .map(|(xc, dyc)| {
+        .enumerate()
+        .map(|(c, xc)| {
+            let n = xc.len() / g.in_image();
             let mut dwt = vec![0.0f32; rows * ldn];
-            chunk(g, xc, dyc, &mut dwt);
+            chunk(g, xc, dy.images(g.c_out, oh, ow, c * images, n), &mut dwt);
             dwt
         })
-        .collect();
-    // dw[co, r] = Σ_chunks dwt[r, co]
+        .reduce(
+            || vec![0.0f32; rows * ldn],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    // dw[co, r] = dwt[r, co]
     for (co, row) in dw.chunks_exact_mut(k_dim).enumerate() {
         for (r, v) in row.iter_mut().enumerate() {
-            *v = partials.iter().map(|p| p[r * ldn + co]).sum();
+            *v = dwt[r * ldn + co];
         }
     }
 }
@@ -684,9 +784,9 @@ fn weight_grad_generic<T: Tile>(
 #[cfg(target_arch = "x86_64")]
 macro_rules! chunk_kernels {
     ($features:literal, $tile:ty, $fwd:ident, $wgrad:ident) => {
-        fn $fwd(g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
+        fn $fwd(g: &ConvGeometry, x: Maps<'_>, w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
             #[target_feature(enable = $features)]
-            fn inner(g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
+            fn inner(g: &ConvGeometry, x: Maps<'_>, w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
                 forward_chunk::<$tile>(g, x, w, b, out)
             }
             // SAFETY: only reachable through `Isa::detect`, which checked these CPU features.
@@ -695,9 +795,9 @@ macro_rules! chunk_kernels {
                 inner(g, x, w, b, out)
             }
         }
-        fn $wgrad(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut [f32]) {
+        fn $wgrad(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &mut [f32]) {
             #[target_feature(enable = $features)]
-            fn inner(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut [f32]) {
+            fn inner(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &mut [f32]) {
                 weight_grad_chunk::<$tile>(g, x, dy, dwt)
             }
             // SAFETY: only reachable through `Isa::detect`, which checked these CPU features.
@@ -719,11 +819,11 @@ chunk_kernels!(
 #[cfg(target_arch = "x86_64")]
 chunk_kernels!("avx2,fma", Avx2Tile, forward_avx2, weight_grad_avx2);
 
-fn forward_portable(g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
+fn forward_portable(g: &ConvGeometry, x: Maps<'_>, w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
     forward_chunk::<PortableTile>(g, x, w, b, out)
 }
 
-fn weight_grad_portable(g: &ConvGeometry, x: &[f32], dy: &[f32], dwt: &mut [f32]) {
+fn weight_grad_portable(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &mut [f32]) {
     weight_grad_chunk::<PortableTile>(g, x, dy, dwt)
 }
 
@@ -760,7 +860,7 @@ impl Isa {
     }
 }
 
-fn forward_dispatch(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: Out<'_>) {
+fn forward_dispatch(g: &ConvGeometry, x: Maps<'_>, w: &[f32], bias: Option<&[f32]>, out: Out<'_>) {
     match Isa::detect() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => forward_generic::<Avx512Tile>(g, x, w, bias, out, forward_avx512),
@@ -770,7 +870,7 @@ fn forward_dispatch(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>
     }
 }
 
-fn weight_grad_dispatch(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+fn weight_grad_dispatch(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dw: &mut [f32]) {
     match Isa::detect() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => weight_grad_generic::<Avx512Tile>(g, x, dy, dw, weight_grad_avx512),
@@ -805,7 +905,7 @@ pub fn conv2d_forward(
     if bias.is_some_and(|b| b.len() != g.c_out) {
         return None;
     }
-    forward_dispatch(g, x, w, bias, Out::Conv(y));
+    forward_dispatch(g, Maps::Dense(x), w, bias, Out::Conv(y));
     Some(())
 }
 
@@ -814,6 +914,11 @@ pub fn conv2d_forward(
 /// `dy`: `[batch, c_out, oh, ow]`, `w`: `[c_out, c_in, k, k]`, `dx`: `[batch, c_in, h, w]`.
 pub fn conv2d_input_grad(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) -> Option<()> {
     check(g, dx.len(), w.len(), dy.len())?;
+    input_grad(g, Maps::Dense(dy), w, dx)
+}
+
+/// `dx` from `dy` (dense or unpooled): the forward of `dy` with the kernel flipped.
+fn input_grad(g: &ConvGeometry, dy: Maps<'_>, w: &[f32], dx: &mut [f32]) -> Option<()> {
     if g.pad >= g.kernel {
         return None;
     }
@@ -840,21 +945,39 @@ pub fn conv2d_input_grad(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]
 /// `x`: `[batch, c_in, h, w]`, `dy`: `[batch, c_out, oh, ow]`, `dw`: `[c_out, c_in, k, k]`.
 pub fn conv2d_weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) -> Option<()> {
     check(g, x.len(), dw.len(), dy.len())?;
-    weight_grad_dispatch(g, x, dy, dw);
+    weight_grad_dispatch(g, x, Maps::Dense(dy), dw);
     Some(())
 }
 
 /// Gradient of the bias: `db[co] = Σ_n Σ_p dy[n, co, p]`.
 pub fn conv2d_bias_grad(g: &ConvGeometry, dy: &[f32], db: &mut [f32]) -> Option<()> {
-    if dy.len() != g.batch * g.out_image() || db.len() != g.c_out {
+    let (image, plane) = (g.out_image(), g.out_plane());
+    if dy.len() != g.batch * image || db.len() != g.c_out {
         return None;
     }
-    db.fill(0.0);
-    for image in dy.chunks_exact(g.out_image()) {
-        for (d, plane) in db.iter_mut().zip(image.chunks_exact(g.out_plane())) {
-            *d += plane.iter().sum::<f32>();
-        }
+    if image == 0 {
+        db.fill(0.0);
+        return Some(());
     }
+    let sums = dy
+        .par_chunks(chunk_len(g.batch) * image)
+        .map(|images| {
+            let mut sums = vec![0.0f32; g.c_out];
+            for one in images.chunks_exact(image) {
+                for (s, p) in sums.iter_mut().zip(one.chunks_exact(plane)) {
+                    *s += p.iter().sum::<f32>();
+                }
+            }
+            sums
+        })
+        .reduce(
+            || vec![0.0f32; g.c_out],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    db.copy_from_slice(&sums);
     Some(())
 }
 
@@ -867,7 +990,7 @@ pub fn pooled_size(g: &ConvGeometry) -> (usize, usize) {
 /// output only ever exists one image at a time.
 ///
 /// `y`: `[batch, c_out, oh / 2, ow / 2]`; `idx` (as long as `y`) receives which position of
-/// each window won (`0..4`, row-major), for [`max_unpool2`].
+/// each window won (`0..4`, row-major), for [`conv2d_pool2_backward`].
 pub fn conv2d_pool2_forward(
     g: &ConvGeometry,
     x: &[f32],
@@ -884,35 +1007,55 @@ pub fn conv2d_pool2_forward(
     if y.len() != pooled || idx.len() != pooled || bias.is_some_and(|b| b.len() != g.c_out) {
         return None;
     }
-    forward_dispatch(g, x, w, bias, Out::Pooled(y, idx));
+    forward_dispatch(g, Maps::Dense(x), w, bias, Out::Pooled(y, idx));
     Some(())
 }
 
-/// Gradient of the 2×2 max-pooling: routes each `dy` value (`[batch, c_out, oh / 2, ow / 2]`)
-/// to the position `idx` recorded, giving the convolution's output gradient `dconv`
-/// (`[batch, c_out, oh, ow]`, zero elsewhere, including a row or column the floor dropped).
-pub fn max_unpool2(g: &ConvGeometry, dy: &[f32], idx: &[u8], dconv: &mut [f32]) -> Option<()> {
-    let (oh, ow) = (g.out_height(), g.out_width());
+/// The three gradients of [`conv2d_pool2_forward`] from the gradient of its pooled output
+/// `dy` (`[batch, c_out, oh / 2, ow / 2]`) and the window positions `idx` it recorded; each
+/// gradient is computed only when asked for. The convolution's own output gradient (`dy`
+/// routed through the pooling) is never materialised.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_pool2_backward(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    idx: &[u8],
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+) -> Option<()> {
     let (ph, pw) = pooled_size(g);
-    let planes = g.batch * g.c_out;
-    if dy.len() != planes * ph * pw || idx.len() != dy.len() || dconv.len() != planes * oh * ow {
+    let pooled = g.batch * g.c_out * ph * pw;
+    let dense = g.batch * g.out_image();
+    check(g, x.len(), w.len(), dense)?;
+    if dy.len() != pooled || idx.len() != pooled {
         return None;
     }
-    if ph * pw == 0 {
-        dconv.fill(0.0);
-        return Some(());
+    let maps = Maps::Unpooled(dy, idx);
+    if let Some(dx) = dx {
+        if dx.len() != x.len() {
+            return None;
+        }
+        input_grad(g, maps, w, dx)?;
     }
-    dconv
-        .par_chunks_mut(oh * ow)
-        .zip(dy.par_chunks(ph * pw).zip(idx.par_chunks(ph * pw)))
-        .for_each(|(out, (d, ix))| {
-            out.fill(0.0);
-            for py in 0..ph {
-                for px in 0..pw {
-                    let k = usize::from(ix[py * pw + px] & 3);
-                    out[(2 * py + k / 2) * ow + 2 * px + k % 2] = d[py * pw + px];
-                }
-            }
-        });
+    if let Some(dw) = dw {
+        if dw.len() != w.len() {
+            return None;
+        }
+        weight_grad_dispatch(g, x, maps, dw);
+    }
+    if let Some(db) = db {
+        // Unpooling only moves values: the sums per channel are those of `dy`.
+        let g_pooled = ConvGeometry {
+            height: ph,
+            width: pw,
+            kernel: 1,
+            pad: 0,
+            ..*g
+        };
+        conv2d_bias_grad(&g_pooled, dy, db)?;
+    }
     Some(())
 }

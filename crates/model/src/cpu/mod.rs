@@ -240,34 +240,46 @@ impl Backward<Flex, 3> for Conv2dBackward {
         let [node_x, node_w, node_b] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, w, g, pooled) = ops.state;
-        let dy_values = match pooled {
-            None => values(&dy),
-            Some(idx) => {
-                // Through the pooling: the gradient of the convolution's output.
-                let mut dconv = vec![0.0f32; g.batch * g.c_out * g.out_height() * g.out_width()];
-                let done = kernels::max_unpool2(&g, &values(&dy), &idx, &mut dconv);
-                debug_assert!(done.is_some());
-                std::borrow::Cow::Owned(dconv)
-            }
+        let (dy, x, w) = (values(&dy), values(&x), values(&w));
+        let mut dx = node_x
+            .as_ref()
+            .map(|_| vec![0.0f32; g.batch * g.c_in * g.height * g.width]);
+        let mut dw = node_w.as_ref().map(|_| vec![0.0f32; w.len()]);
+        let mut db = node_b.as_ref().map(|_| vec![0.0f32; g.c_out]);
+        let done = match &pooled {
+            Some(idx) => kernels::conv2d_pool2_backward(
+                &g,
+                &x,
+                &w,
+                &dy,
+                idx,
+                dx.as_deref_mut(),
+                dw.as_deref_mut(),
+                db.as_deref_mut(),
+            ),
+            None => (|| {
+                if let Some(dx) = dx.as_deref_mut() {
+                    kernels::conv2d_input_grad(&g, &dy, &w, dx)?;
+                }
+                if let Some(dw) = dw.as_deref_mut() {
+                    kernels::conv2d_weight_grad(&g, &x, &dy, dw)?;
+                }
+                if let Some(db) = db.as_deref_mut() {
+                    kernels::conv2d_bias_grad(&g, &dy, db)?;
+                }
+                Some(())
+            })(),
         };
-        if let Some(node) = node_x {
-            let mut dx = vec![0.0f32; g.batch * g.c_in * g.height * g.width];
-            let done = kernels::conv2d_input_grad(&g, &dy_values, &values(&w), &mut dx);
-            debug_assert!(done.is_some());
+        debug_assert!(done.is_some(), "shapes were checked in the forward pass");
+        if let (Some(node), Some(dx)) = (node_x, dx) {
             let shape = Shape::new([g.batch, g.c_in, g.height, g.width]);
             grads.register::<Flex>(node.id, tensor(dx, shape));
         }
-        if let Some(node) = node_w {
-            let mut dw = vec![0.0f32; g.c_out * g.c_in * g.kernel * g.kernel];
-            let done = kernels::conv2d_weight_grad(&g, &values(&x), &dy_values, &mut dw);
-            debug_assert!(done.is_some());
+        if let (Some(node), Some(dw)) = (node_w, dw) {
             let shape = Shape::new([g.c_out, g.c_in, g.kernel, g.kernel]);
             grads.register::<Flex>(node.id, tensor(dw, shape));
         }
-        if let Some(node) = node_b {
-            let mut db = vec![0.0f32; g.c_out];
-            let done = kernels::conv2d_bias_grad(&g, &dy_values, &mut db);
-            debug_assert!(done.is_some());
+        if let (Some(node), Some(db)) = (node_b, db) {
             grads.register::<Flex>(node.id, tensor(db, Shape::new([g.c_out])));
         }
     }
