@@ -93,7 +93,7 @@ fn round_up(n: usize, to: usize) -> usize {
 /// * [`run_shift_a`](Tile::run_shift_a): `acc[i·NR + j] += Σ_k a[aoff[k] + i] · b[k·ldb + j]`
 ///   (reduction step `k` broadcasts `MR` consecutive values of `a` from its own offset);
 /// * [`run_rows_a`](Tile::run_rows_a): `acc[i·NR + j] += Σ_k a[aoff[i] + k] · b[k·ldb + j]`
-///   (row `i` of `a` starts at its own offset).
+///   (row `i` of `a` starts at its own offset; `k` may skip columns of `a`, see [`Steps`]).
 ///
 /// Either way `b` is read as whole rows of `NR` values, which callers keep 64-byte aligned:
 /// the only vector loads are aligned, the broadcasts never split a cache line.
@@ -104,8 +104,29 @@ trait Tile {
     const NR: usize;
     /// See the trait; `aoff.len()` reduction steps.
     fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
-    /// See the trait; `kc` reduction steps, `aoff.len() == MR`.
-    fn run_rows_a(kc: usize, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
+    /// See the trait; `aoff.len() == MR`. The reduction runs over `steps.rows` runs of
+    /// `steps.len` consecutive `k`, run `r` reading `a` from `r · steps.stride` on (so `k`
+    /// indexes `b` densely but may skip columns of `a`).
+    fn run_rows_a(steps: Steps, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
+}
+
+/// The reduction of [`Tile::run_rows_a`]: `rows` runs of `len` steps, `stride` apart in `a`.
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    rows: usize,
+    len: usize,
+    stride: usize,
+}
+
+impl Steps {
+    /// How far into `a` the reads reach past an offset (0 for no steps).
+    fn reach(&self) -> usize {
+        if self.rows == 0 || self.len == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.stride + self.len
+        }
+    }
 }
 
 /// Plain Rust, any CPU: 4 × 8.
@@ -127,14 +148,16 @@ impl Tile for PortableTile {
         }
     }
     #[inline(always)]
-    fn run_rows_a(kc: usize, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
-        for k in 0..kc {
-            let bk = &b[k * ldb..k * ldb + Self::NR];
-            for (i, off) in aoff.iter().enumerate() {
-                let ai = a[off + k];
-                let row = &mut acc[i * Self::NR..(i + 1) * Self::NR];
-                for (c, bj) in row.iter_mut().zip(bk) {
-                    *c = ai.mul_add(*bj, *c);
+    fn run_rows_a(steps: Steps, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
+        for r in 0..steps.rows {
+            for k in 0..steps.len {
+                let bk = &b[(r * steps.len + k) * ldb..][..Self::NR];
+                for (i, off) in aoff.iter().enumerate() {
+                    let ai = a[off + r * steps.stride + k];
+                    let row = &mut acc[i * Self::NR..(i + 1) * Self::NR];
+                    for (c, bj) in row.iter_mut().zip(bk) {
+                        *c = ai.mul_add(*bj, *c);
+                    }
                 }
             }
         }
@@ -161,7 +184,7 @@ fn shift_a_in_bounds(
 fn rows_a_in_bounds(
     mr: usize,
     nr: usize,
-    kc: usize,
+    steps: Steps,
     a: &[f32],
     aoff: &[usize],
     b: &[f32],
@@ -169,9 +192,11 @@ fn rows_a_in_bounds(
     acc: &[f32],
 ) -> bool {
     let max_off = aoff.iter().copied().max().unwrap_or(0);
+    let kc = steps.rows * steps.len;
     aoff.len() == mr
         && acc.len() >= mr * nr
-        && (kc == 0 || (a.len() >= max_off + kc && b.len() >= (kc - 1) * ldb + nr))
+        && steps.len <= steps.stride.max(steps.len)
+        && (kc == 0 || (a.len() >= max_off + steps.reach() && b.len() >= (kc - 1) * ldb + nr))
 }
 
 /// Instantiates an `std::arch` micro-kernel pair for one vector width: `$mr` rows, two vectors
@@ -198,7 +223,7 @@ macro_rules! simd_tile {
             }
             #[inline(always)]
             fn run_rows_a(
-                kc: usize,
+                steps: Steps,
                 a: &[f32],
                 aoff: &[usize],
                 b: &[f32],
@@ -208,7 +233,7 @@ macro_rules! simd_tile {
                 assert!(rows_a_in_bounds(
                     Self::MR,
                     Self::NR,
-                    kc,
+                    steps,
                     a,
                     aoff,
                     b,
@@ -218,7 +243,7 @@ macro_rules! simd_tile {
                 // SAFETY: as in `run_shift_a`.
                 #[allow(unsafe_code)]
                 unsafe {
-                    $rows_a(kc, a.as_ptr(), aoff, b.as_ptr(), ldb, acc.as_mut_ptr())
+                    $rows_a(steps, a.as_ptr(), aoff, b.as_ptr(), ldb, acc.as_mut_ptr())
                 }
             }
         }
@@ -261,7 +286,7 @@ macro_rules! simd_tile {
         #[allow(unsafe_code)]
         #[target_feature(enable = $features)]
         unsafe fn $rows_a(
-            kc: usize,
+            steps: Steps,
             a: *const f32,
             aoff: &[usize],
             b: *const f32,
@@ -280,14 +305,17 @@ macro_rules! simd_tile {
                     ci[0] = $load(acc.add(i * 2 * $lanes));
                     ci[1] = $load(acc.add(i * 2 * $lanes + $lanes));
                 }
-                for k in 0..kc {
-                    let bk = b.add(k * ldb);
-                    let b0 = $load(bk);
-                    let b1 = $load(bk.add($lanes));
-                    for (ci, row) in c.iter_mut().zip(&rows) {
-                        let ai = $set1(*row.add(k));
-                        ci[0] = $fmadd(ai, b0, ci[0]);
-                        ci[1] = $fmadd(ai, b1, ci[1]);
+                let mut bk = b;
+                for r in 0..steps.rows {
+                    for k in r * steps.stride..r * steps.stride + steps.len {
+                        let b0 = $load(bk);
+                        let b1 = $load(bk.add($lanes));
+                        for (ci, row) in c.iter_mut().zip(&rows) {
+                            let ai = $set1(*row.add(k));
+                            ci[0] = $fmadd(ai, b0, ci[0]);
+                            ci[1] = $fmadd(ai, b1, ci[1]);
+                        }
+                        bk = bk.add(ldb);
                     }
                 }
                 for (i, ci) in c.iter().enumerate() {
@@ -423,8 +451,6 @@ const KC: usize = 256;
 struct Padded {
     ph: usize,
     pw: usize,
-    /// Grid positions (`oh · pw`).
-    grid: usize,
     /// `offsets[r]` for `r = (ci, kh, kw)`: `ci·ph·pw + kh·pw + kw`.
     offsets: Vec<usize>,
     /// Start of a run of zeros at least `grid + KC` long, after the image.
@@ -451,7 +477,6 @@ impl Padded {
         Padded {
             ph,
             pw,
-            grid,
             offsets,
             zeros,
             data,
@@ -508,7 +533,7 @@ const MAX_LANES: usize = 32;
 /// Forward convolution of image `i` of `x` (maps `c_in × h × w`), written as `out` says.
 ///
 /// `w_rows` holds the weights as `[k_dim][ldn]` rows (`ldn` = `c_out` rounded up to `T::NR`,
-/// 64-byte aligned); `cbuf` holds `ldn / NR × ⌈grid / MR⌉` tiles.
+/// 64-byte aligned); `cbuf` holds `ldn / NR × oh × ⌈ow / MR⌉` tiles.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn forward_image<T: Tile>(
@@ -526,9 +551,13 @@ fn forward_image<T: Tile>(
     let (oh, ow) = (g.out_height(), g.out_width());
     let plane = oh * ow;
     let k_dim = g.k_dim();
-    let q_tiles = xp.grid.div_ceil(mr);
+    // Tiles of MR consecutive outputs of one output row: (oy, ox0..ox0 + MR), read from the
+    // padded image at grid position oy·pw + ox0, so no junk column is computed when MR
+    // divides the output width. Tile rows are stored at (oy·ow_pad + ox)·NR.
+    let ow_pad = round_up(ow, mr);
+    let row_tiles = ow_pad / mr;
     xp.fill(g, x, i);
-    for (nt, tiles) in cbuf.chunks_exact_mut(q_tiles * mr * nr).enumerate() {
+    for (nt, tiles) in cbuf.chunks_exact_mut(oh * ow_pad * nr).enumerate() {
         let co0 = nt * nr;
         let mut bias_row = [0.0f32; MAX_LANES];
         if let Some(b) = bias {
@@ -548,17 +577,18 @@ fn forward_image<T: Tile>(
             let kc = step.min(k_dim - k0);
             let aoff = &xp.offsets[k0..k0 + kc];
             let b = &w_rows[k0 * ldn + co0..];
-            for (qt, tile) in tiles.chunks_exact_mut(mr * nr).enumerate() {
-                T::run_shift_a(&xp.data[qt * mr..], aoff, b, ldn, tile);
+            for (t, tile) in tiles.chunks_exact_mut(mr * nr).enumerate() {
+                let (oy, ox0) = (t / row_tiles, (t % row_tiles) * mr);
+                T::run_shift_a(&xp.data[oy * xp.pw + ox0..], aoff, b, ldn, tile);
             }
             k0 += kc;
         }
         let channels = nr.min(g.c_out.saturating_sub(co0));
         match &mut out {
-            // Grid position q = (oy, ox) → output (co, oy, ox) when ox < ow (the rest is junk).
+            // Tile row (oy, ox) → output (co, oy, ox) for ox < ow.
             ImageOut::Conv(yi) => {
-                for (q, row) in tiles.chunks_exact(nr).enumerate().take(xp.grid) {
-                    let (oy, ox) = (q / xp.pw, q % xp.pw);
+                for (q, row) in tiles.chunks_exact(nr).enumerate() {
+                    let (oy, ox) = (q / ow_pad, q % ow_pad);
                     if ox < ow {
                         for (j, v) in row[..channels].iter().enumerate() {
                             yi[(co0 + j) * plane + oy * ow + ox] = *v;
@@ -574,8 +604,8 @@ fn forward_image<T: Tile>(
                 let mut which = [0u8; MAX_LANES];
                 for py in 0..ph {
                     for px in 0..pw {
-                        let q = 2 * py * xp.pw + 2 * px;
-                        let window = [q, q + 1, q + xp.pw, q + xp.pw + 1];
+                        let q = 2 * py * ow_pad + 2 * px;
+                        let window = [q, q + 1, q + ow_pad, q + ow_pad + 1];
                         best[..nr].copy_from_slice(&tiles[q * nr..(q + 1) * nr]);
                         which[..nr].fill(0);
                         for (k, qk) in window.iter().enumerate().skip(1) {
@@ -613,7 +643,7 @@ fn forward_chunk<T: Tile>(
     let (mr, nr) = (T::MR, T::NR);
     let ldn = round_up(g.c_out, nr);
     let mut xp = Padded::new(g, mr);
-    let mut cbuf = vec![0.0f32; ldn * round_up(xp.grid, mr)];
+    let mut cbuf = vec![0.0f32; ldn * g.out_height() * round_up(g.out_width(), mr)];
     match out {
         Out::Conv(y) => {
             for (i, yi) in y.chunks_exact_mut(g.out_image()).enumerate() {
@@ -642,31 +672,34 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &m
     let r_tiles = k_dim.div_ceil(mr);
     let ldn = round_up(g.c_out, nr);
     let mut xp = Padded::new(g, nr);
-    // dyᵀ on the grid: [grid, ldn]; junk grid columns and padded channels stay zero.
-    let mut dyt = Aligned::zeros(xp.grid * ldn);
-    let dyt_len = xp.grid * ldn;
+    // dyᵀ: [oh·ow, ldn]; padded channels stay zero.
+    let dyt_len = oh * ow * ldn;
+    let mut dyt = Aligned::zeros(dyt_len);
     let mut aoff = vec![0usize; mr];
-    let pw = xp.pw;
+    // Blocks of whole output rows, about KC reduction steps each.
+    let rows_per_block = (KC / ow.max(1)).clamp(1, oh.max(1));
     for i in 0..x.len() / g.in_image() {
         xp.fill(g, Maps::Dense(x), i);
         let d = dyt.get_mut();
-        if let Maps::Unpooled(..) = dy {
-            d.fill(0.0);
-        }
         dy.for_each(g.c_out, oh, ow, i, |values| match values {
             Values::Row(co, oy, row) => {
                 for (ox, v) in row.iter().enumerate() {
-                    d[(oy * pw + ox) * ldn + co] = *v;
+                    d[(oy * ow + ox) * ldn + co] = *v;
                 }
             }
-            Values::Point(co, oy, ox, v) => d[(oy * pw + ox) * ldn + co] = v,
+            Values::Point(co, oy, ox, v) => d[(oy * ow + ox) * ldn + co] = v,
         });
-        let mut q0 = 0;
-        while q0 < xp.grid {
-            let kc = KC.min(xp.grid - q0);
+        let mut oy0 = 0;
+        while oy0 < oh {
+            let rows = rows_per_block.min(oh - oy0);
+            let steps = Steps {
+                rows,
+                len: ow,
+                stride: xp.pw,
+            };
             for nt in 0..ldn / nr {
                 let n0 = nt * nr;
-                let b = &dyt.get()[q0 * ldn + n0..dyt_len];
+                let b = &dyt.get()[oy0 * ow * ldn + n0..dyt_len];
                 for rt in 0..r_tiles {
                     for (i, off) in aoff.iter_mut().enumerate() {
                         *off = xp.offsets.get(rt * mr + i).copied().unwrap_or(xp.zeros);
@@ -676,14 +709,23 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &m
                         let at = (rt * mr + i) * ldn + n0;
                         row.copy_from_slice(&dwt[at..at + nr]);
                     }
-                    T::run_rows_a(kc, &xp.data[q0..], &aoff, b, ldn, &mut acc);
+                    T::run_rows_a(steps, &xp.data[oy0 * xp.pw..], &aoff, b, ldn, &mut acc);
                     for (i, row) in acc[..mr * nr].chunks_exact(nr).enumerate() {
                         let at = (rt * mr + i) * ldn + n0;
                         dwt[at..at + nr].copy_from_slice(row);
                     }
                 }
             }
-            q0 += kc;
+            oy0 += rows;
+        }
+        // Unpooled maps set one position in four: put the zeros back where they were.
+        if let Maps::Unpooled(..) = dy {
+            let d = dyt.get_mut();
+            dy.for_each(g.c_out, oh, ow, i, |values| {
+                if let Values::Point(co, oy, ox, _) = values {
+                    d[(oy * ow + ox) * ldn + co] = 0.0;
+                }
+            });
         }
     }
 }
@@ -1034,18 +1076,21 @@ pub fn conv2d_pool2_backward(
         return None;
     }
     let maps = Maps::Unpooled(dy, idx);
-    if let Some(dx) = dx {
-        if dx.len() != x.len() {
-            return None;
-        }
-        input_grad(g, maps, w, dx)?;
+    if dx.as_ref().is_some_and(|dx| dx.len() != x.len())
+        || dw.as_ref().is_some_and(|dw| dw.len() != w.len())
+    {
+        return None;
     }
-    if let Some(dw) = dw {
-        if dw.len() != w.len() {
-            return None;
-        }
-        weight_grad_dispatch(g, x, maps, dw);
-    }
+    // The two gradients are independent: computed side by side, each thread finds work.
+    let (dx_done, ()) = rayon::join(
+        || dx.map_or(Some(()), |dx| input_grad(g, maps, w, dx)),
+        || {
+            if let Some(dw) = dw {
+                weight_grad_dispatch(g, x, maps, dw);
+            }
+        },
+    );
+    dx_done?;
     if let Some(db) = db {
         // Unpooling only moves values: the sums per channel are those of `dy`.
         let g_pooled = ConvGeometry {
