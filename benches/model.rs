@@ -89,7 +89,7 @@ fn main() {
     println!("{:<56} {:>14} {:>14}", "case", "best img/s", "median img/s");
     let conv: ModelConfig = SeedConvNetConfig::new().into();
     let conv_burn: ModelConfig = SeedConvNetConfig::new()
-        .with_cpu_kernels(CpuKernels::Burn)
+        .with_cpu_kernels(Some(CpuKernels::Burn))
         .into();
     let linear: ModelConfig = LinearBaselineConfig::new().into();
     for (name, device) in &devices {

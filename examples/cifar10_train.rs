@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use torchlet::data::Cifar10;
-use torchlet::model::ModelConfig;
+use torchlet::model::{CpuKernels, ModelConfig};
 use torchlet::train::{
     EpochSummary, LrSchedule, Observer, OptimizerConfig, Phase, Progress, RunStart,
     SavedCheckpoint, StepLog, TrainConfig, Trainer, select_device,
@@ -108,6 +108,10 @@ struct Args {
     /// Number of recent checkpoints kept (the best one is kept as well).
     #[arg(long)]
     keep_last: Option<usize>,
+    /// Run the conv net's convolutions on Burn's own Conv2d instead of torchlet's CPU kernels
+    /// (for comparison: same results within float rounding, several times slower on Flex).
+    #[arg(long)]
+    burn_kernels: bool,
 }
 
 fn main() -> Result<()> {
@@ -261,6 +265,9 @@ fn apply_flags(args: &Args, config: &mut TrainConfig) -> Result<()> {
         if wanted.kind() != config.model.kind() {
             config.model = wanted;
         }
+    }
+    if let ModelConfig::Conv(conv) = &mut config.model {
+        conv.cpu_kernels = args.burn_kernels.then_some(CpuKernels::Burn);
     }
     if let Some(name) = &args.optimizer {
         let lr = config.optimizer.lr();

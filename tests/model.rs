@@ -446,7 +446,7 @@ fn cpu_kernels_agree_with_burns_conv2d() {
     let device = Device::flex().autodiff();
     assert!(torchlet_model::cpu::supports(&device));
     let burn_model = SeedConvNetConfig::new()
-        .with_cpu_kernels(CpuKernels::Burn)
+        .with_cpu_kernels(Some(CpuKernels::Burn))
         .init(&device);
     let mut ours = burn_model.clone();
     ours.cpu_kernels = CpuKernels::Auto;

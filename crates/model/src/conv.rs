@@ -72,8 +72,9 @@ pub struct SeedConvNetConfig {
     #[config(default = 0.0)]
     pub dropout: f64,
     /// Which implementation runs the convolutions; results agree within float rounding.
-    #[config(default = "CpuKernels::Auto")]
-    pub cpu_kernels: CpuKernels,
+    /// `None` (the default, and what configurations saved before this option read as) means
+    /// [`CpuKernels::Auto`].
+    pub cpu_kernels: Option<CpuKernels>,
 }
 
 impl SeedConvNetConfig {
@@ -114,7 +115,7 @@ impl SeedConvNetConfig {
             fc1: LinearConfig::new(FC1_INPUTS, FC1_OUTPUTS).init(device),
             fc2: LinearConfig::new(FC1_OUTPUTS, self.num_classes).init(device),
             activation: self.activation,
-            cpu_kernels: self.cpu_kernels,
+            cpu_kernels: self.cpu_kernels.unwrap_or(CpuKernels::Auto),
         })
     }
 
@@ -215,7 +216,7 @@ impl SeedConvNet {
             .with_activation(self.activation)
             .with_batch_norm(self.bn1.is_some())
             .with_dropout(self.dropout.as_ref().map_or(0.0, |d| d.prob))
-            .with_cpu_kernels(self.cpu_kernels)
+            .with_cpu_kernels((self.cpu_kernels != CpuKernels::Auto).then_some(self.cpu_kernels))
     }
 
     /// One block: convolution, optional batch norm, activation, 2×2 max-pooling.

@@ -8,8 +8,12 @@
 //! * [`interop`]: load `state_dict`s saved by PyTorch (`.pth`, `.safetensors`) and export
 //!   safetensors that PyTorch's `load_state_dict(strict=True)` accepts.
 //!
-//! Nothing here depends on a backend: the same code runs on whatever
-//! [`Device`](burn::tensor::Device) the tensors live on (Flex, NdArray, wgpu, CUDA, ...).
+//! * `cpu` (with the default `flex` feature): torchlet's own CPU kernels for the conv net's
+//!   convolution + pooling blocks (forward and backward), used by [`SeedConvNet`] on Flex
+//!   devices ([`CpuKernels`]).
+//!
+//! The models run on whatever [`Device`](burn::tensor::Device) the tensors live on (Flex,
+//! NdArray, wgpu, CUDA, ...); only the `cpu` kernels are tied to one (Flex).
 //!
 //! ```
 //! use burn::module::Module;

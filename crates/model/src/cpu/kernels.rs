@@ -1113,7 +1113,7 @@ pub fn conv2d_pool2_backward(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 mod tests {
     use super::*;
 
@@ -1379,33 +1379,58 @@ mod tests {
 
     #[test]
     fn every_instruction_set_this_cpu_has_agrees() {
-        // The dispatch picks the best; the portable tile is checked against it directly.
+        // Each tile this CPU can run, against the plain-Rust one.
         let g = GEOMETRIES[3];
         let mut seed = 4;
         let x = values(g.batch * g.c_in * g.height * g.width, &mut seed);
         let w = values(g.c_out * g.c_in * g.kernel * g.kernel, &mut seed);
         let n = g.batch * g.c_out * g.out_height() * g.out_width();
-        let (mut best, mut portable) = (vec![0.0; n], vec![0.0; n]);
-        forward_dispatch(&g, Maps::Dense(&x), &w, None, Out::Conv(&mut best));
-        forward_generic::<PortableTile>(
-            &g,
-            Maps::Dense(&x),
-            &w,
-            None,
-            Out::Conv(&mut portable),
-            forward_portable,
-        );
-        assert!(max_diff(&best, &portable) < 1e-4);
         let dy = values(n, &mut seed);
-        let (mut dw_best, mut dw_portable) = (vec![0.0; w.len()], vec![0.0; w.len()]);
-        weight_grad_dispatch(&g, &x, Maps::Dense(&dy), &mut dw_best);
-        weight_grad_generic::<PortableTile>(
-            &g,
-            &x,
-            Maps::Dense(&dy),
-            &mut dw_portable,
-            weight_grad_portable,
+        let run = |fwd: fn(&ConvGeometry, Maps<'_>, &[f32], &mut [f32]),
+                   wgrad: fn(&ConvGeometry, &[f32], Maps<'_>, &mut [f32])| {
+            let (mut y, mut dw) = (vec![0.0; n], vec![0.0; w.len()]);
+            fwd(&g, Maps::Dense(&x), &w, &mut y);
+            wgrad(&g, &x, Maps::Dense(&dy), &mut dw);
+            (y, dw)
+        };
+        let (y_ref, dw_ref) = run(
+            |g, x, w, y| {
+                forward_generic::<PortableTile>(g, x, w, None, Out::Conv(y), forward_portable)
+            },
+            |g, x, dy, dw| weight_grad_generic::<PortableTile>(g, x, dy, dw, weight_grad_portable),
         );
-        assert!(max_diff(&dw_best, &dw_portable) < 1e-4);
+        let mut checked = vec!["portable"];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                let (y, dw) = run(
+                    |g, x, w, y| {
+                        forward_generic::<Avx2Tile>(g, x, w, None, Out::Conv(y), forward_avx2)
+                    },
+                    |g, x, dy, dw| weight_grad_generic::<Avx2Tile>(g, x, dy, dw, weight_grad_avx2),
+                );
+                assert!(
+                    max_diff(&y, &y_ref) < 1e-4 && max_diff(&dw, &dw_ref) < 1e-4,
+                    "avx2"
+                );
+                checked.push("avx2");
+            }
+            if Isa::detect() == Isa::Avx512 {
+                let (y, dw) = run(
+                    |g, x, w, y| {
+                        forward_generic::<Avx512Tile>(g, x, w, None, Out::Conv(y), forward_avx512)
+                    },
+                    |g, x, dy, dw| {
+                        weight_grad_generic::<Avx512Tile>(g, x, dy, dw, weight_grad_avx512)
+                    },
+                );
+                assert!(
+                    max_diff(&y, &y_ref) < 1e-4 && max_diff(&dw, &dw_ref) < 1e-4,
+                    "avx512"
+                );
+                checked.push("avx512");
+            }
+        }
+        eprintln!("tiles checked: {checked:?}");
     }
 }

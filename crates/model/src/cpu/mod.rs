@@ -1,11 +1,13 @@
 //! torchlet's own CPU kernels for the conv net's layers, used on Burn's Flex backend.
 //!
 //! Burn 0.22.1's Flex backend runs the tutorial's 5×5 convolutions (forward, input gradient and
-//! weight gradient) at a fraction of the CPU's speed. This module replaces exactly those ops
-//! with [`kernels`] (implicit-GEMM convolutions on a register-tiled AVX-512 / AVX2 micro-kernel,
-//! batch split over rayon's threads) and wires them into Burn through its backend extension
-//! API: [`conv2d`] is a differentiable op on Flex and on `Autodiff<Flex>`, with a hand-written
-//! backward pass. Everything else (pooling, linear layers, loss, optimizer) stays Burn's.
+//! weight gradient) and its 2×2 max-pooling at a fraction of the CPU's speed. This module
+//! replaces exactly those ops with [`kernels`] (implicit-GEMM convolutions on a register-tiled
+//! AVX-512 / AVX2 micro-kernel, the pooling fused into them, images split over rayon's
+//! threads) and wires them into Burn through its backend extension API: [`conv2d`] and
+//! [`conv2d_pool2`] are differentiable ops on Flex and on `Autodiff<Flex>`, with a
+//! hand-written backward pass. Everything else (linear layers, loss, autodiff, optimizer)
+//! stays Burn's.
 //!
 //! [`SeedConvNet`](crate::SeedConvNet) uses it by default on a Flex device
 //! ([`CpuKernels::Auto`](crate::CpuKernels)); [`CpuKernels::Burn`](crate::CpuKernels) keeps
@@ -174,7 +176,10 @@ fn forward_flex(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor, pad: usize) -> F
     };
     let mut y = vec![0.0f32; g.batch * g.c_out * g.out_height() * g.out_width()];
     let done = kernels::conv2d_forward(&g, &values(x), &values(w), Some(&values(b)), &mut y);
-    debug_assert!(done.is_some());
+    assert!(
+        done.is_some(),
+        "torchlet_conv2d: lengths were checked by `cpu::conv2d`"
+    );
     tensor(
         y,
         Shape::new([g.batch, g.c_out, g.out_height(), g.out_width()]),
@@ -203,7 +208,10 @@ fn forward_pool_flex(
         &mut y,
         &mut idx,
     );
-    debug_assert!(done.is_some());
+    assert!(
+        done.is_some(),
+        "torchlet_conv2d_pool2: lengths were checked by `cpu::conv2d_pool2`"
+    );
     (tensor(y, Shape::new([g.batch, g.c_out, ph, pw])), idx)
 }
 
@@ -270,7 +278,10 @@ impl Backward<Flex, 3> for Conv2dBackward {
                 Some(())
             })(),
         };
-        debug_assert!(done.is_some(), "shapes were checked in the forward pass");
+        assert!(
+            done.is_some(),
+            "torchlet conv backward: shapes were checked in the forward pass"
+        );
         if let (Some(node), Some(dx)) = (node_x, dx) {
             let shape = Shape::new([g.batch, g.c_in, g.height, g.width]);
             grads.register::<Flex>(node.id, tensor(dx, shape));
