@@ -248,9 +248,8 @@ impl SeedConvNet {
     }
 
     /// The (symmetric) padding of `conv` when torchlet's CPU kernels can run it on `x`.
-    #[cfg_attr(not(feature = "flex"), allow(unused_variables))]
+    #[cfg(feature = "flex")]
     fn kernel_padding(&self, conv: &Conv2d, x: &Tensor<4>) -> Option<usize> {
-        #[cfg(feature = "flex")]
         if self.cpu_kernels == CpuKernels::Auto
             && conv.stride == [1, 1]
             && conv.dilation == [1, 1]
