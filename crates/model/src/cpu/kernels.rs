@@ -1,18 +1,28 @@
 //! Convolution kernels on plain `f32` slices: stride 1, no dilation, one group, square kernel,
-//! any zero padding, NCHW layout; forward, input gradient and weight gradient.
+//! any zero padding, NCHW layout; forward (optionally fused with 2×2 max-pooling), input
+//! gradient and weight gradient.
 //!
-//! All three are one GEMM micro-kernel fed by an im2col buffer:
+//! All of them are implicit GEMMs on one register-tiled micro-kernel ([`Tile`]); no im2col
+//! buffer is built. Each image is copied once into a zero-padded buffer, where the input of
+//! kernel tap `r = (ci, kh, kw)` for output `(oy, ox)` is `padded[offset[r] + oy·pw + ox]`:
 //!
-//! * forward: `y[co, p] = b[co] + Σ_r w[co, r] · col[r, p]` with `r = (ci, kh, kw)`;
+//! * forward: `y[co, p] = b[co] + Σ_r w[co, r] · x_p[r]`, `MR` consecutive outputs of one row
+//!   broadcast against 64-byte-aligned rows of `NR` output channels of the weights; the 2×2
+//!   max-pooling reads the finished register tiles, so the fused op never writes the
+//!   convolution's output;
 //! * input gradient: the forward of `dy` with the kernel flipped and its channel axes swapped,
-//!   padded by `k - 1 - pad`;
-//! * weight gradient: `dwᵀ[r, co] = Σ_n Σ_p col_n[r, p] · dy_n[co, p]`.
+//!   padded by `k − 1 − pad`;
+//! * weight gradient: `dwᵀ[r, co] = Σ_n Σ_p x_{n,p}[r] · dy_n[co, p]`, `MR` taps' input rows
+//!   broadcast against aligned rows of `dyᵀ`.
 //!
-//! The micro-kernel keeps an `MR × NR` tile of outputs in registers and is written as plain
-//! array arithmetic that the compiler vectorises; it is compiled once per instruction set
-//! (AVX-512, AVX2+FMA, portable) and chosen at run time. Images of a batch are split over
-//! rayon's threads; every buffer is padded to whole tiles, so there are no edge cases in the
-//! inner loop.
+//! Behind a max-pooling, the output gradient is read as "unpooled" ([`Maps::Unpooled`]):
+//! the pooled gradient and the window position of each maximum, never materialised.
+//!
+//! The micro-kernel keeps an `MR × NR` tile of outputs in registers: `std::arch` AVX-512
+//! (8 × 32) or AVX2 + FMA (6 × 16), plain Rust (4 × 8) elsewhere; the code around it is
+//! compiled once per instruction set (`#[target_feature]`) and chosen at run time
+//! ([`Isa::detect`]). Images of a batch are split into small tasks over rayon's threads; every
+//! buffer is padded to whole tiles, so the inner loop has no edge cases.
 
 use rayon::prelude::*;
 
