@@ -2,7 +2,7 @@
 //! any zero padding, NCHW layout; forward (optionally fused with 2×2 max-pooling), input
 //! gradient and weight gradient.
 //!
-//! All of them are implicit GEMMs on one register-tiled micro-kernel ([`Tile`]); no im2col
+//! All of them are implicit GEMMs on one register-tiled micro-kernel (`Tile`); no im2col
 //! buffer is built. Each image is copied once into a zero-padded buffer, where the input of
 //! kernel tap `r = (ci, kh, kw)` for output `(oy, ox)` is `padded[offset[r] + oy·pw + ox]`:
 //!
@@ -15,7 +15,7 @@
 //! * weight gradient: `dwᵀ[r, co] = Σ_n Σ_p x_{n,p}[r] · dy_n[co, p]`, `MR` taps' input rows
 //!   broadcast against aligned rows of `dyᵀ`.
 //!
-//! Behind a max-pooling, the output gradient is read as "unpooled" ([`Maps::Unpooled`]):
+//! Behind a max-pooling, the output gradient is read as "unpooled" (`Maps::Unpooled`):
 //! the pooled gradient and the window position of each maximum, never materialised.
 //!
 //! The micro-kernel keeps an `MR × NR` tile of outputs in registers: `std::arch` AVX-512
