@@ -374,6 +374,12 @@ fn wgpu_agrees_with_flex() {
     assert!(diff <= TOLERANCE, "{diff}");
 }
 
+/// A gradient's values under its parameter's name (it must exist).
+fn named<const D: usize>(name: &str, grad: Option<Tensor<D>>) -> (String, Vec<f32>) {
+    let values = grad.unwrap().into_data().try_to_vec::<f32>().unwrap();
+    (name.to_string(), values)
+}
+
 /// Loss and every parameter gradient of one training step (CrossEntropy on `targets`).
 fn loss_and_grads(
     model: &torchlet_model::SeedConvNet,
@@ -391,46 +397,19 @@ fn loss_and_grads(
         .forward(logits, targets);
     let value = loss.clone().into_data().try_to_vec::<f32>().unwrap()[0];
     let grads = loss.backward();
-    let g4 = |name: &str, t: &Tensor<4>| {
-        (
-            name.to_string(),
-            t.grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap(),
-        )
-    };
-    let g1 = |name: &str, t: &Tensor<1>| {
-        (
-            name.to_string(),
-            t.grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap(),
-        )
-    };
-    let g2 = |name: &str, t: &Tensor<2>| {
-        (
-            name.to_string(),
-            t.grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap(),
-        )
-    };
-    let bias = |c: &burn::nn::conv::Conv2d| c.bias.as_ref().unwrap().val();
+    let conv_bias = |c: &burn::nn::conv::Conv2d| c.bias.as_ref().unwrap().val().grad(&grads);
+    let lin_bias = |l: &burn::nn::Linear| l.bias.as_ref().unwrap().val().grad(&grads);
     let grads_list = vec![
-        g4("conv1.weight", &model.conv1.weight.val()),
-        g1("conv1.bias", &bias(&model.conv1)),
-        g4("conv2.weight", &model.conv2.weight.val()),
-        g1("conv2.bias", &bias(&model.conv2)),
-        g4("conv3.weight", &model.conv3.weight.val()),
-        g1("conv3.bias", &bias(&model.conv3)),
-        g2("fc1.weight", &model.fc1.weight.val()),
-        g2("fc2.weight", &model.fc2.weight.val()),
+        named("conv1.weight", model.conv1.weight.val().grad(&grads)),
+        named("conv1.bias", conv_bias(&model.conv1)),
+        named("conv2.weight", model.conv2.weight.val().grad(&grads)),
+        named("conv2.bias", conv_bias(&model.conv2)),
+        named("conv3.weight", model.conv3.weight.val().grad(&grads)),
+        named("conv3.bias", conv_bias(&model.conv3)),
+        named("fc1.weight", model.fc1.weight.val().grad(&grads)),
+        named("fc1.bias", lin_bias(&model.fc1)),
+        named("fc2.weight", model.fc2.weight.val().grad(&grads)),
+        named("fc2.bias", lin_bias(&model.fc2)),
     ];
     (value, grads_list)
 }
@@ -482,4 +461,52 @@ fn cpu_kernels_agree_with_burns_conv2d() {
         );
         assert!(diff <= TOLERANCE, "logits: max |Δ| {diff}");
     }
+}
+
+/// What the CPU kernels cannot run they decline (`None`, nothing computed) instead of
+/// panicking, so callers fall back to Burn's `conv2d`.
+#[test]
+fn cpu_kernels_decline_what_they_cannot_run() {
+    use torchlet_model::cpu;
+    let flex = Device::flex();
+    let ok = |d: &Device| {
+        (
+            Tensor::<4>::zeros([2, 3, 8, 8], d),
+            Tensor::<4>::zeros([4, 3, 5, 5], d),
+            Tensor::<1>::zeros([4], d),
+        )
+    };
+    let (x, w, b) = ok(&flex);
+    assert!(cpu::conv2d(x.clone(), w.clone(), b.clone(), 2).is_some());
+    // Weights for 2 input channels, not 3.
+    let w2 = Tensor::<4>::zeros([4, 2, 5, 5], &flex);
+    assert!(cpu::conv2d(x.clone(), w2, b.clone(), 2).is_none());
+    // Bias of the wrong length, a non-square kernel, padding as large as the kernel.
+    assert!(cpu::conv2d(x.clone(), w.clone(), Tensor::<1>::zeros([3], &flex), 2).is_none());
+    let w35 = Tensor::<4>::zeros([4, 3, 3, 5], &flex);
+    assert!(cpu::conv2d_pool2(x.clone(), w35, b.clone(), 1).is_none());
+    assert!(cpu::conv2d_pool2(x, w, b, 5).is_none());
+    // Not a Flex device.
+    #[cfg(feature = "ndarray")]
+    {
+        #[allow(deprecated)]
+        let ndarray = Device::ndarray();
+        assert!(!cpu::supports(&ndarray));
+        let (x, w, b) = ok(&ndarray);
+        assert!(cpu::conv2d_pool2(x, w, b, 2).is_none());
+    }
+}
+
+/// A configuration saved before the `cpu_kernels` option existed still loads, as `Auto`.
+#[test]
+fn a_conv_config_without_cpu_kernels_loads() {
+    use torchlet_model::CpuKernels;
+    let json = r#"{"num_classes": 10, "activation": "None", "batch_norm": false, "dropout": 0.0}"#;
+    let config: SeedConvNetConfig = serde_json::from_str(json).unwrap();
+    assert_eq!(config.cpu_kernels, None);
+    let model = config.init(&Device::flex());
+    assert_eq!(model.cpu_kernels, CpuKernels::Auto);
+    let burn: SeedConvNetConfig =
+        serde_json::from_str(&json.replace('}', r#", "cpu_kernels": "Burn"}"#)).unwrap();
+    assert_eq!(burn.cpu_kernels, Some(CpuKernels::Burn));
 }

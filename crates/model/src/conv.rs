@@ -228,7 +228,7 @@ impl SeedConvNet {
             && self.pool.dilation == [1, 1]
             && !self.pool.ceil_mode
             && matches!(self.pool.padding, PaddingConfig2d::Valid)
-            && let Some(pad) = self.kernel_padding(conv, &x)
+            && let Some(pad) = self.kernel_padding(conv)
             && let Some(bias) = &conv.bias
             && let Some(y) = crate::cpu::conv2d_pool2(x.clone(), conv.weight.val(), bias.val(), pad)
         {
@@ -247,14 +247,14 @@ impl SeedConvNet {
         self.pool.forward(x)
     }
 
-    /// The (symmetric) padding of `conv` when torchlet's CPU kernels can run it on `x`.
+    /// The (symmetric) padding of `conv` when torchlet's CPU kernels may run it (they still
+    /// decline tensors that are not on Flex).
     #[cfg(feature = "flex")]
-    fn kernel_padding(&self, conv: &Conv2d, x: &Tensor<4>) -> Option<usize> {
+    fn kernel_padding(&self, conv: &Conv2d) -> Option<usize> {
         if self.cpu_kernels == CpuKernels::Auto
             && conv.stride == [1, 1]
             && conv.dilation == [1, 1]
             && conv.groups == 1
-            && crate::cpu::supports(&x.device())
             && let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding
             && [left, bottom, right] == [top; 3]
         {
@@ -266,7 +266,7 @@ impl SeedConvNet {
     /// `conv.forward(x)`, on torchlet's CPU kernels where they apply.
     fn convolve(&self, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         #[cfg(feature = "flex")]
-        if let Some(pad) = self.kernel_padding(conv, &x)
+        if let Some(pad) = self.kernel_padding(conv)
             && let Some(bias) = &conv.bias
             && let Some(y) = crate::cpu::conv2d(x.clone(), conv.weight.val(), bias.val(), pad)
         {

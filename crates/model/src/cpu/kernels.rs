@@ -205,7 +205,6 @@ fn rows_a_in_bounds(
     let kc = steps.rows * steps.len;
     aoff.len() == mr
         && acc.len() >= mr * nr
-        && steps.len <= steps.stride.max(steps.len)
         && (kc == 0 || (a.len() >= max_off + steps.reach() && b.len() >= (kc - 1) * ldb + nr))
 }
 
@@ -462,15 +461,16 @@ const KC: usize = 256;
 
 /// An image padded with zeros and laid out so that every kernel tap is a shifted view of it.
 ///
-/// Outputs are computed on a grid as wide as the padded image (`pw` columns per output row,
-/// the last `pw − ow` of them junk that is dropped), which makes the input column of tap `r`
-/// for grid position `q` simply `offsets[r] + q`: no im2col buffer.
+/// The input of tap `r` for output `(oy, ox)` is `data[offsets[r] + oy·pw + ox]`: a run of
+/// consecutive outputs of one row reads a run of consecutive values, so no im2col buffer is
+/// needed.
 struct Padded {
     ph: usize,
     pw: usize,
     /// `offsets[r]` for `r = (ci, kh, kw)`: `ci·ph·pw + kh·pw + kw`.
     offsets: Vec<usize>,
-    /// Start of a run of zeros at least `grid + KC` long, after the image.
+    /// Start of a run of zeros after the image, as long as any read of one tap row (for the
+    /// padding rows of a weight-gradient tile).
     zeros: usize,
     /// The padded image, followed by zeros.
     data: Vec<f32>,
@@ -527,20 +527,13 @@ impl Padded {
 /// Largest tile (`MR·NR`) of any [`Tile`].
 const MAX_TILE: usize = 256;
 
-/// Where a forward chunk writes: the convolution itself, or its 2×2 max-pooling with the
-/// position of each maximum (`0..4`, row-major within the window).
+/// Where a forward pass writes (for a batch, a chunk of it or one image): the convolution
+/// itself, or its 2×2 max-pooling with the position of each maximum (`0..4`, row-major
+/// within the window).
 enum Out<'a> {
     /// `[images, c_out, oh, ow]`.
     Conv(&'a mut [f32]),
     /// `[images, c_out, oh / 2, ow / 2]` and as many window positions.
-    Pooled(&'a mut [f32], &'a mut [u8]),
-}
-
-/// Where [`forward_image`] writes one image.
-enum ImageOut<'a> {
-    /// `[c_out, oh, ow]`.
-    Conv(&'a mut [f32]),
-    /// `[c_out, oh / 2, ow / 2]` twice: maxima and their window positions.
     Pooled(&'a mut [f32], &'a mut [u8]),
 }
 
@@ -560,7 +553,7 @@ fn forward_image<T: Tile>(
     w_rows: &[f32],
     ldn: usize,
     bias: Option<&[f32]>,
-    mut out: ImageOut<'_>,
+    mut out: Out<'_>,
     xp: &mut Padded,
     cbuf: &mut [f32],
 ) {
@@ -603,7 +596,7 @@ fn forward_image<T: Tile>(
         let channels = nr.min(g.c_out.saturating_sub(co0));
         match &mut out {
             // Tile row (oy, ox) → output (co, oy, ox) for ox < ow.
-            ImageOut::Conv(yi) => {
+            Out::Conv(yi) => {
                 for (q, row) in tiles.chunks_exact(nr).enumerate() {
                     let (oy, ox) = (q / ow_pad, q % ow_pad);
                     if ox < ow {
@@ -615,7 +608,7 @@ fn forward_image<T: Tile>(
             }
             // 2×2 max-pooling straight from the grid rows (all channels of a position are
             // one contiguous row there), first maximum in row-major order; NaN wins.
-            ImageOut::Pooled(yi, ii) => {
+            Out::Pooled(yi, ii) => {
                 let (ph, pw) = (oh / 2, ow / 2);
                 let mut best = [0.0f32; MAX_LANES];
                 let mut which = [0u8; MAX_LANES];
@@ -664,7 +657,7 @@ fn forward_chunk<T: Tile>(
     match out {
         Out::Conv(y) => {
             for (i, yi) in y.chunks_exact_mut(g.out_image()).enumerate() {
-                let out = ImageOut::Conv(yi);
+                let out = Out::Conv(yi);
                 forward_image::<T>(g, x, i, w_rows, ldn, bias, out, &mut xp, &mut cbuf);
             }
         }
@@ -672,7 +665,7 @@ fn forward_chunk<T: Tile>(
             let pooled = g.c_out * (g.out_height() / 2) * (g.out_width() / 2);
             let outs = y.chunks_exact_mut(pooled).zip(idx.chunks_exact_mut(pooled));
             for (i, (yi, ii)) in outs.enumerate() {
-                let out = ImageOut::Pooled(yi, ii);
+                let out = Out::Pooled(yi, ii);
                 forward_image::<T>(g, x, i, w_rows, ldn, bias, out, &mut xp, &mut cbuf);
             }
         }

@@ -34,7 +34,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, DType, DispatchDevice, Flex, backend_extension};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, backend_extension};
 use burn::tensor::{Bytes, Device, Shape, Tensor};
 
 use std::sync::Arc;
@@ -57,23 +57,14 @@ pub fn supports(device: &Device) -> bool {
 /// not on a Flex device, not `f32`, or their shapes do not fit together; callers then use
 /// Burn's `conv2d`.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, pad: usize) -> Option<Tensor<4>> {
-    if !supports(&x.device()) || geometry(&x.shape(), &weight.shape(), &bias.shape(), pad).is_none()
-    {
-        return None;
-    }
-    if [x.dtype(), weight.dtype(), bias.dtype()]
-        .iter()
-        .any(|d| *d != DType::F32)
-    {
-        return None;
-    }
-    let out = <burn::backend::Dispatch as CpuConvBackend>::torchlet_conv2d(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        bias.into_dispatch(),
-        pad,
-    );
-    Some(Tensor::from_dispatch(out))
+    accepts(&x, &weight, &bias, pad).then(|| {
+        Tensor::from_dispatch(<Dispatch as CpuConvBackend>::torchlet_conv2d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            pad,
+        ))
+    })
 }
 
 /// [`conv2d`] followed by 2×2 max-pooling (stride 2, floor), fused: the convolution's output
@@ -87,23 +78,23 @@ pub fn conv2d_pool2(
     bias: Tensor<1>,
     pad: usize,
 ) -> Option<Tensor<4>> {
-    if !supports(&x.device()) || geometry(&x.shape(), &weight.shape(), &bias.shape(), pad).is_none()
-    {
-        return None;
-    }
-    if [x.dtype(), weight.dtype(), bias.dtype()]
-        .iter()
-        .any(|d| *d != DType::F32)
-    {
-        return None;
-    }
-    let out = <burn::backend::Dispatch as CpuConvBackend>::torchlet_conv2d_pool2(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        bias.into_dispatch(),
-        pad,
-    );
-    Some(Tensor::from_dispatch(out))
+    accepts(&x, &weight, &bias, pad).then(|| {
+        Tensor::from_dispatch(<Dispatch as CpuConvBackend>::torchlet_conv2d_pool2(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            pad,
+        ))
+    })
+}
+
+/// Whether the kernels can run these tensors: a Flex device, `f32`, shapes that fit together.
+fn accepts(x: &Tensor<4>, weight: &Tensor<4>, bias: &Tensor<1>, pad: usize) -> bool {
+    supports(&x.device())
+        && [x.dtype(), weight.dtype(), bias.dtype()]
+            .iter()
+            .all(|d| *d == DType::F32)
+        && geometry(&x.shape(), &weight.shape(), &bias.shape(), pad).is_some()
 }
 
 /// The geometry of `x ⋆ weight (+ bias)`, or `None` when the shapes do not fit together.
@@ -168,51 +159,44 @@ fn shape_of(t: &FlexTensor) -> Shape {
     t.layout().shape().clone()
 }
 
-/// Forward on Flex tensors; panics only on shapes [`conv2d`] has already checked.
-fn forward_flex(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor, pad: usize) -> FlexTensor {
-    let g = match geometry(&shape_of(x), &shape_of(w), &shape_of(b), pad) {
+/// The geometry of an op's Flex tensors; [`accepts`] checked it before dispatching.
+fn checked_geometry(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor, pad: usize) -> ConvGeometry {
+    match geometry(&shape_of(x), &shape_of(w), &shape_of(b), pad) {
         Some(g) => g,
-        None => panic!("torchlet_conv2d: shapes were checked by `cpu::conv2d`"),
-    };
-    let mut y = vec![0.0f32; g.batch * g.c_out * g.out_height() * g.out_width()];
-    let done = kernels::conv2d_forward(&g, &values(x), &values(w), Some(&values(b)), &mut y);
-    assert!(
-        done.is_some(),
-        "torchlet_conv2d: lengths were checked by `cpu::conv2d`"
-    );
-    tensor(
-        y,
-        Shape::new([g.batch, g.c_out, g.out_height(), g.out_width()]),
-    )
+        None => panic!("torchlet conv op: shapes are checked before dispatch"),
+    }
 }
 
-/// Fused forward with pooling on Flex tensors: the pooled output and the window positions.
-fn forward_pool_flex(
+/// The forward pass on Flex tensors: the output, and the window positions when `pooled`.
+fn forward(
+    g: &ConvGeometry,
     x: &FlexTensor,
     w: &FlexTensor,
     b: &FlexTensor,
-    pad: usize,
-) -> (FlexTensor, Vec<u8>) {
-    let g = match geometry(&shape_of(x), &shape_of(w), &shape_of(b), pad) {
-        Some(g) => g,
-        None => panic!("torchlet_conv2d_pool2: shapes were checked by `cpu::conv2d_pool2`"),
-    };
-    let (ph, pw) = kernels::pooled_size(&g);
-    let n = g.batch * g.c_out * ph * pw;
-    let (mut y, mut idx) = (vec![0.0f32; n], vec![0u8; n]);
-    let done = kernels::conv2d_pool2_forward(
-        &g,
-        &values(x),
-        &values(w),
-        Some(&values(b)),
-        &mut y,
-        &mut idx,
-    );
-    assert!(
-        done.is_some(),
-        "torchlet_conv2d_pool2: lengths were checked by `cpu::conv2d_pool2`"
-    );
-    (tensor(y, Shape::new([g.batch, g.c_out, ph, pw])), idx)
+    pooled: bool,
+) -> (FlexTensor, Option<Vec<u8>>) {
+    let (x, w, b) = (values(x), values(w), values(b));
+    if pooled {
+        let (ph, pw) = kernels::pooled_size(g);
+        let n = g.batch * g.c_out * ph * pw;
+        let (mut y, mut idx) = (vec![0.0f32; n], vec![0u8; n]);
+        let done = kernels::conv2d_pool2_forward(g, &x, &w, Some(&b), &mut y, &mut idx);
+        assert!(
+            done.is_some(),
+            "torchlet conv op: lengths are checked before dispatch"
+        );
+        let shape = Shape::new([g.batch, g.c_out, ph, pw]);
+        (tensor(y, shape), Some(idx))
+    } else {
+        let mut y = vec![0.0f32; g.batch * g.c_out * g.out_height() * g.out_width()];
+        let done = kernels::conv2d_forward(g, &x, &w, Some(&b), &mut y);
+        assert!(
+            done.is_some(),
+            "torchlet conv op: lengths are checked before dispatch"
+        );
+        let shape = Shape::new([g.batch, g.c_out, g.out_height(), g.out_width()]);
+        (tensor(y, shape), None)
+    }
 }
 
 impl CpuConvBackend for Flex {
@@ -222,7 +206,8 @@ impl CpuConvBackend for Flex {
         bias: FloatTensor<Self>,
         pad: usize,
     ) -> FloatTensor<Self> {
-        forward_flex(&x, &weight, &bias, pad)
+        let g = checked_geometry(&x, &weight, &bias, pad);
+        forward(&g, &x, &weight, &bias, false).0
     }
 
     fn torchlet_conv2d_pool2(
@@ -231,7 +216,8 @@ impl CpuConvBackend for Flex {
         bias: FloatTensor<Self>,
         pad: usize,
     ) -> FloatTensor<Self> {
-        forward_pool_flex(&x, &weight, &bias, pad).0
+        let g = checked_geometry(&x, &weight, &bias, pad);
+        forward(&g, &x, &weight, &bias, true).0
     }
 }
 
@@ -296,6 +282,28 @@ impl Backward<Flex, 3> for Conv2dBackward {
     }
 }
 
+/// The autodiff op: the forward on the primitives, and the backward recorded when any input is
+/// tracked.
+fn tracked<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    weight: FloatTensor<Autodiff<Flex, C>>,
+    bias: FloatTensor<Autodiff<Flex, C>>,
+    pad: usize,
+    pooled: bool,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let (xp, wp, bp) = (x.primitive(), weight.primitive(), bias.primitive());
+    let g = checked_geometry(xp, wp, bp, pad);
+    let (out, idx) = forward(&g, xp, wp, bp, pooled);
+    match Conv2dBackward
+        .prepare::<C>([x.node(), weight.node(), bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((xp.clone(), wp.clone(), g, idx.map(Arc::new)), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
 impl<C: CheckpointStrategy> CpuConvBackend for Autodiff<Flex, C> {
     fn torchlet_conv2d(
         x: FloatTensor<Self>,
@@ -303,22 +311,7 @@ impl<C: CheckpointStrategy> CpuConvBackend for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         pad: usize,
     ) -> FloatTensor<Self> {
-        let (xp, wp, bp) = (x.primitive(), weight.primitive(), bias.primitive());
-        let out = forward_flex(xp, wp, bp, pad);
-        match Conv2dBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let g = match geometry(&shape_of(xp), &shape_of(wp), &shape_of(bp), pad) {
-                    Some(g) => g,
-                    None => panic!("torchlet_conv2d: shapes were checked by `cpu::conv2d`"),
-                };
-                prep.finish((xp.clone(), wp.clone(), g, None), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        tracked::<C>(x, weight, bias, pad, false)
     }
 
     fn torchlet_conv2d_pool2(
@@ -327,23 +320,6 @@ impl<C: CheckpointStrategy> CpuConvBackend for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         pad: usize,
     ) -> FloatTensor<Self> {
-        let (xp, wp, bp) = (x.primitive(), weight.primitive(), bias.primitive());
-        let (out, idx) = forward_pool_flex(xp, wp, bp, pad);
-        match Conv2dBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let g = match geometry(&shape_of(xp), &shape_of(wp), &shape_of(bp), pad) {
-                    Some(g) => g,
-                    None => {
-                        panic!("torchlet_conv2d_pool2: shapes were checked by `cpu::conv2d_pool2`")
-                    }
-                };
-                prep.finish((xp.clone(), wp.clone(), g, Some(Arc::new(idx))), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        tracked::<C>(x, weight, bias, pad, true)
     }
 }
