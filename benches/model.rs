@@ -3,7 +3,7 @@
 //! in images/s, on Flex (and NdArray when built with `--features ndarray`).
 //!
 //! ```text
-//! cargo bench --bench model [--features ndarray]
+//! cargo bench --bench model [--features ndarray] [-- <text>... | !<text>...]
 //! python3 benches/pytorch_model.py          # the same with PyTorch, same machine and threads
 //! ```
 //!
@@ -70,12 +70,24 @@ fn train_step(config: &ModelConfig, device: &Device, n: usize, iters: usize) -> 
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    // `cargo bench --bench model -- <text>` runs only the cases whose name contains <text>.
+    // `cargo bench --bench model -- <text>` runs only the cases whose name contains <text>;
+    // `!<text>` leaves out those that contain it.
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let iters = if full { 20 } else { 1 };
+    let wanted = |label: &str| {
+        filter.iter().all(|f| match f.strip_prefix('!') {
+            Some(out) => !label.contains(out),
+            None => label.contains(f.as_str()),
+        })
+    };
+    // `TORCHLET_BENCH_ITERS=<n>` times more iterations (default 20) for steadier figures.
+    let iters = match (full, std::env::var("TORCHLET_BENCH_ITERS")) {
+        (false, _) => 1,
+        (true, Ok(n)) => n.parse().unwrap_or(20).max(1),
+        (true, Err(_)) => 20,
+    };
     #[allow(unused_mut)] // NdArray joins only with the `ndarray` feature.
     let mut devices: Vec<(&str, Device)> = vec![("flex", Device::flex())];
     #[cfg(feature = "ndarray")]
@@ -130,7 +142,7 @@ fn main() {
         }
         for (case, config, n, train) in cases {
             let label = format!("{name}: {case}");
-            if !filter.iter().all(|f| label.contains(f.as_str())) {
+            if !wanted(&label) {
                 continue;
             }
             let (best, median) = if train {

@@ -2,7 +2,7 @@
 """PyTorch side of `cargo bench --bench model`: the tutorial's MyConvModel and a per-image
 linear baseline on the CPU, same machine, same thread count, in images/s.
 
-    python3 benches/pytorch_model.py [--threads 2] [--iters 20]
+    python3 benches/pytorch_model.py [--threads 2] [--iters 20] [--models SeedConvNet]
 
 Measures the tutorial's default layout and `channels_last` (PyTorch's best CPU setting).
 """
@@ -41,6 +41,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--models", nargs="+", default=["SeedConvNet", "LinearBaseline"],
+                    choices=["SeedConvNet", "LinearBaseline"], help="models to measure")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -49,6 +51,8 @@ def main():
     for layout in ["contiguous", "channels_last"]:
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
         for name, make in [("SeedConvNet", seed_conv_net), ("LinearBaseline", linear_baseline)]:
+            if name not in args.models:
+                continue
             model = make().to(memory_format=fmt)
             cases = []
             if name == "SeedConvNet":
