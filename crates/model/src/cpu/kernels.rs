@@ -114,6 +114,9 @@ trait Tile {
     const NR: usize;
     /// See the trait; `aoff.len()` reduction steps.
     fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
+    /// The fused conv + pool kernel for output rows exactly 32 wide, where the instruction
+    /// set has one (see [`Pool32Fn`]).
+    const POOL32: Option<Pool32Fn> = None;
     /// See the trait; `aoff.len() == MR`. The reduction runs over `steps.rows` runs of
     /// `steps.len` consecutive `k`, run `r` reading `a` from `r · steps.stride` on (so `k`
     /// indexes `b` densely but may skip columns of `a`).
@@ -214,12 +217,13 @@ fn rows_a_in_bounds(
 macro_rules! simd_tile {
     ($name:ident, $features:literal, $mr:literal, $lanes:literal, $vec:ty,
      $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident,
-     $shift_a:ident, $rows_a:ident) => {
+     $shift_a:ident, $rows_a:ident, $pool32:expr) => {
         struct $name;
 
         impl Tile for $name {
             const MR: usize = $mr;
             const NR: usize = 2 * $lanes;
+            const POOL32: Option<Pool32Fn> = $pool32;
             #[inline(always)]
             fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
                 assert!(shift_a_in_bounds(Self::MR, Self::NR, a, aoff, b, ldb, acc));
@@ -349,7 +353,8 @@ simd_tile!(
     _mm512_set1_ps,
     _mm512_fmadd_ps,
     avx512_shift_a,
-    avx512_rows_a
+    avx512_rows_a,
+    Some(pool_pair32_avx512)
 );
 #[cfg(target_arch = "x86_64")]
 simd_tile!(
@@ -364,8 +369,129 @@ simd_tile!(
     _mm256_set1_ps,
     _mm256_fmadd_ps,
     avx2_shift_a,
-    avx2_rows_a
+    avx2_rows_a,
+    None
 );
+
+/// A fused convolution + 2×2 max-pooling of one pair of output rows exactly 32 wide, for 4
+/// output channels: `(padded image, top output row, weight rows [k_dim][ldn], first channel,
+/// its 4 biases, pooled output, window positions, offset of the first channel's pooled row,
+/// pooled plane size)`. Pooled values and window positions are written as in
+/// [`Out::Pooled`].
+type Pool32Fn =
+    fn(&Padded, usize, &[f32], usize, usize, &[f32; 4], &mut [f32], &mut [u8], usize, usize);
+
+/// [`Pool32Fn`] on AVX-512: each output row lies in the lanes of two vectors (the reverse of
+/// the [`Tile`] layout), so the pooling and the stores of a pooled row — 16 values per
+/// channel — are whole-vector operations. Made for a first layer: with few input channels
+/// the general tile spends more time moving its outputs than multiplying.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn pool_pair32_avx512(
+    xp: &Padded,
+    oy: usize,
+    w_rows: &[f32],
+    ldn: usize,
+    co0: usize,
+    bias: &[f32; 4],
+    y: &mut [f32],
+    idx: &mut [u8],
+    at: usize,
+    plane: usize,
+) {
+    let k_dim = xp.offsets.len();
+    let max_off = xp.offsets.iter().copied().max().unwrap_or(0);
+    assert!(
+        max_off + (oy + 1) * xp.pw + 32 <= xp.data.len()
+            && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
+            && at + 3 * plane + 16 <= y.len().min(idx.len())
+    );
+    // SAFETY: only reachable through `Isa::detect`, which found AVX-512F; the bounds of every
+    // read and write were checked just above.
+    #[allow(unsafe_code)]
+    unsafe {
+        avx512_pool_pair32(
+            xp.data.as_ptr().add(oy * xp.pw),
+            xp.pw,
+            &xp.offsets,
+            w_rows.as_ptr().add(co0),
+            ldn,
+            bias,
+            y.as_mut_ptr().add(at),
+            idx.as_mut_ptr().add(at),
+            plane,
+        )
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_pool_pair32(
+    x: *const f32,
+    pw: usize,
+    offsets: &[usize],
+    w: *const f32,
+    ldn: usize,
+    bias: &[f32; 4],
+    y: *mut f32,
+    idx: *mut u8,
+    plane: usize,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY (whole body): the caller checked the bounds (`pool_pair32_avx512`).
+    unsafe {
+        // c[channel][row][half]: outputs (oy + row, 16·half + lane).
+        let mut c = [[[_mm512_setzero_ps(); 2]; 2]; 4];
+        for (ci, b) in c.iter_mut().zip(bias) {
+            let b = _mm512_set1_ps(*b);
+            *ci = [[b, b], [b, b]];
+        }
+        for (k, off) in offsets.iter().enumerate() {
+            let r0 = x.add(*off);
+            let r1 = r0.add(pw);
+            let a = [
+                [_mm512_loadu_ps(r0), _mm512_loadu_ps(r0.add(16))],
+                [_mm512_loadu_ps(r1), _mm512_loadu_ps(r1.add(16))],
+            ];
+            let wk = w.add(k * ldn);
+            for (i, ci) in c.iter_mut().enumerate() {
+                let wi = _mm512_set1_ps(*wk.add(i));
+                for (cr, ar) in ci.iter_mut().zip(&a) {
+                    cr[0] = _mm512_fmadd_ps(wi, ar[0], cr[0]);
+                    cr[1] = _mm512_fmadd_ps(wi, ar[1], cr[1]);
+                }
+            }
+        }
+        // Window px of a row pair: columns 2px (even lanes) and 2px + 1 (odd lanes) of both
+        // rows, in row-major order; first maximum wins, NaN wins.
+        let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+        for (i, ci) in c.iter().enumerate() {
+            let v = [
+                _mm512_permutex2var_ps(ci[0][0], even, ci[0][1]),
+                _mm512_permutex2var_ps(ci[0][0], odd, ci[0][1]),
+                _mm512_permutex2var_ps(ci[1][0], even, ci[1][1]),
+                _mm512_permutex2var_ps(ci[1][0], odd, ci[1][1]),
+            ];
+            let mut best = v[0];
+            let mut which = _mm512_setzero_si512();
+            for (k, vk) in v.iter().enumerate().skip(1) {
+                let greater = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(*vk, best);
+                let v_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(*vk, *vk);
+                let best_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(best, best);
+                let take = greater | (v_nan & !best_nan);
+                best = _mm512_mask_blend_ps(take, best, *vk);
+                which = _mm512_mask_blend_epi32(take, which, _mm512_set1_epi32(k as i32));
+            }
+            _mm512_storeu_ps(y.add(i * plane), best);
+            _mm_storeu_si128(
+                idx.add(i * plane).cast::<__m128i>(),
+                _mm512_cvtepi32_epi8(which),
+            );
+        }
+    }
+}
 
 /// A zeroed `f32` buffer of `len` values whose slice `buf[start..start + len]` begins on a
 /// 64-byte boundary (a cache line, one AVX-512 vector).
@@ -567,6 +693,23 @@ fn forward_image<T: Tile>(
     let ow_pad = round_up(ow, mr);
     let row_tiles = ow_pad / mr;
     xp.fill(g, x, i);
+    if let (Some(pool32), Out::Pooled(yi, ii)) = (T::POOL32, &mut out)
+        && ow == 32
+        && g.c_out.is_multiple_of(4)
+    {
+        let plane = (oh / 2) * (ow / 2);
+        for py in 0..oh / 2 {
+            for co in (0..g.c_out).step_by(4) {
+                let mut b4 = [0.0f32; 4];
+                if let Some(b) = bias {
+                    b4.copy_from_slice(&b[co..co + 4]);
+                }
+                let at = co * plane + py * (ow / 2);
+                pool32(xp, 2 * py, w_rows, ldn, co, &b4, yi, ii, at, plane);
+            }
+        }
+        return;
+    }
     for (nt, tiles) in cbuf.chunks_exact_mut(oh * ow_pad * nr).enumerate() {
         let co0 = nt * nr;
         let mut bias_row = [0.0f32; MAX_LANES];
@@ -1183,7 +1326,7 @@ mod tests {
 
     /// Odd sizes on purpose: channels that are not multiples of any tile, widths that are not
     /// multiples of MR, padding larger than the kernel's half, more images than tasks.
-    const GEOMETRIES: [ConvGeometry; 4] = [
+    const GEOMETRIES: [ConvGeometry; 5] = [
         ConvGeometry {
             batch: 3,
             c_in: 3,
@@ -1217,6 +1360,16 @@ mod tests {
             c_out: 64,
             height: 8,
             width: 8,
+            kernel: 5,
+            pad: 2,
+        },
+        // Output rows 32 wide: the fused first-layer kernel where the CPU has one.
+        ConvGeometry {
+            batch: 2,
+            c_in: 3,
+            c_out: 8,
+            height: 7,
+            width: 32,
             kernel: 5,
             pad: 2,
         },
@@ -1294,7 +1447,7 @@ mod tests {
     #[test]
     fn pooled_forward_and_backward_match_the_unfused_ops() {
         let mut seed = 3;
-        for g in [GEOMETRIES[0], GEOMETRIES[1], GEOMETRIES[3]] {
+        for g in [GEOMETRIES[0], GEOMETRIES[1], GEOMETRIES[3], GEOMETRIES[4]] {
             let x = values(g.batch * g.c_in * g.height * g.width, &mut seed);
             let w = values(g.c_out * g.c_in * g.kernel * g.kernel, &mut seed);
             let b = values(g.c_out, &mut seed);
@@ -1364,6 +1517,50 @@ mod tests {
         assert_eq!(y[0], 3.0);
         assert_eq!(idx[0], 1, "the first of two equal maxima wins");
         assert!(y[1].is_nan() && idx[1] == 0, "NaN wins over any number");
+    }
+
+    #[test]
+    fn pooling_rows_32_wide_follows_the_same_rules() {
+        // A 1×1 convolution of one input channel into 4 (scaled by 1, 2, −1, 0.5), rows 32
+        // wide (the fused first-layer kernel where the CPU has one): ties and NaNs in every
+        // position of the windows, and the order flipped in one channel.
+        let g = ConvGeometry {
+            batch: 1,
+            c_in: 1,
+            c_out: 4,
+            height: 4,
+            width: 32,
+            kernel: 1,
+            pad: 0,
+        };
+        let x: Vec<f32> = (0..4 * 32)
+            .map(|i: usize| match (i * 7 + i / 5) % 11 {
+                0 => f32::NAN,
+                v => (v % 3) as f32,
+            })
+            .collect();
+        let w = [1.0f32, 2.0, -1.0, 0.5];
+        let (ph, pw) = pooled_size(&g);
+        let n = 4 * ph * pw;
+        let (mut y, mut idx) = (vec![0.0; n], vec![9u8; n]);
+        conv2d_pool2_forward(&g, &x, &w, None, &mut y, &mut idx).unwrap();
+        for (c, wc) in w.iter().enumerate() {
+            for py in 0..ph {
+                for px in 0..pw {
+                    let v = |k: usize| wc * x[(2 * py + k / 2) * 32 + 2 * px + k % 2];
+                    let mut best = 0;
+                    for k in 1..4 {
+                        if v(k) > v(best) || (v(k).is_nan() && !v(best).is_nan()) {
+                            best = k;
+                        }
+                    }
+                    let p = (c * ph + py) * pw + px;
+                    assert_eq!(usize::from(idx[p]), best, "window {p}");
+                    let same = y[p] == v(best) || (y[p].is_nan() && v(best).is_nan());
+                    assert!(same, "value {p}: {} vs {}", y[p], v(best));
+                }
+            }
+        }
     }
 
     #[test]
