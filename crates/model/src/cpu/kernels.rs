@@ -117,6 +117,9 @@ trait Tile {
     /// The fused conv + pool kernel for output rows exactly 32 wide, where the instruction
     /// set has one (see [`Pool32Fn`]).
     const POOL32: Option<Pool32Fn> = None;
+    /// The weight-gradient kernel for output rows exactly 32 wide, where the instruction set
+    /// has one (see [`Wgrad32Fn`]).
+    const WGRAD32: Option<Wgrad32Fn> = None;
     /// See the trait; `aoff.len() == MR`. The reduction runs over `steps.rows` runs of
     /// `steps.len` consecutive `k`, run `r` reading `a` from `r · steps.stride` on (so `k`
     /// indexes `b` densely but may skip columns of `a`).
@@ -217,13 +220,14 @@ fn rows_a_in_bounds(
 macro_rules! simd_tile {
     ($name:ident, $features:literal, $mr:literal, $lanes:literal, $vec:ty,
      $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident,
-     $shift_a:ident, $rows_a:ident, $pool32:expr) => {
+     $shift_a:ident, $rows_a:ident, $pool32:expr, $wgrad32:expr) => {
         struct $name;
 
         impl Tile for $name {
             const MR: usize = $mr;
             const NR: usize = 2 * $lanes;
             const POOL32: Option<Pool32Fn> = $pool32;
+            const WGRAD32: Option<Wgrad32Fn> = $wgrad32;
             #[inline(always)]
             fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
                 assert!(shift_a_in_bounds(Self::MR, Self::NR, a, aoff, b, ldb, acc));
@@ -354,7 +358,8 @@ simd_tile!(
     _mm512_fmadd_ps,
     avx512_shift_a,
     avx512_rows_a,
-    Some(pool_pair32_avx512)
+    Some(pool_pair32_avx512),
+    Some(wgrad32_avx512)
 );
 #[cfg(target_arch = "x86_64")]
 simd_tile!(
@@ -370,6 +375,7 @@ simd_tile!(
     _mm256_fmadd_ps,
     avx2_shift_a,
     avx2_rows_a,
+    None,
     None
 );
 
@@ -489,6 +495,95 @@ unsafe fn avx512_pool_pair32(
                 idx.add(i * plane).cast::<__m128i>(),
                 _mm512_cvtepi32_epi8(which),
             );
+        }
+    }
+}
+
+/// Weight-gradient partial sums for output rows exactly 32 wide, 4 output channels × 4 taps:
+/// `(padded image, offsets of the 4 taps in it, dense output gradient [c_out][oh][32] of one
+/// image, first channel, oh, 16 lane sums per (channel, tap) to add to)`.
+/// `sums[(c·4 + t)·16 + lane]` += `Σ_{oy, ox ≡ lane mod 16} dy[co0 + c, oy, ox] ·
+/// x[taps[t] + oy·pw + ox]`.
+type Wgrad32Fn = fn(&Padded, &[usize; 4], &[f32], usize, usize, &mut [f32]);
+
+/// [`Wgrad32Fn`] on AVX-512: positions in the lanes, so the output gradient is read as whole
+/// rows and never transposed. Made for a first layer (see [`pool_pair32_avx512`]).
+#[cfg(target_arch = "x86_64")]
+fn wgrad32_avx512(
+    xp: &Padded,
+    taps: &[usize; 4],
+    dy: &[f32],
+    co0: usize,
+    rows: usize,
+    sums: &mut [f32],
+) {
+    let plane = rows * 32;
+    let max_tap = taps.iter().copied().max().unwrap_or(0);
+    assert!(
+        rows > 0
+            && max_tap + (rows - 1) * xp.pw + 32 <= xp.data.len()
+            && (co0 + 4) * plane <= dy.len()
+            && sums.len() >= 256
+    );
+    // SAFETY: only reachable through `Isa::detect`, which found AVX-512F; the bounds of every
+    // read and write were checked just above.
+    #[allow(unsafe_code)]
+    unsafe {
+        avx512_wgrad32(
+            xp.data.as_ptr(),
+            xp.pw,
+            taps,
+            dy.as_ptr().add(co0 * plane),
+            plane,
+            rows,
+            sums.as_mut_ptr(),
+        )
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_wgrad32(
+    x: *const f32,
+    pw: usize,
+    taps: &[usize; 4],
+    dy: *const f32,
+    plane: usize,
+    rows: usize,
+    sums: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY (whole body): the caller checked the bounds (`wgrad32_avx512`).
+    unsafe {
+        // c[channel][tap]
+        let mut c = [[_mm512_setzero_ps(); 4]; 4];
+        for (i, ci) in c.iter_mut().enumerate() {
+            for (t, ct) in ci.iter_mut().enumerate() {
+                *ct = _mm512_loadu_ps(sums.add((i * 4 + t) * 16));
+            }
+        }
+        for oy in 0..rows {
+            for half in [0, 16] {
+                let at = oy * pw + half;
+                let xs = [
+                    _mm512_loadu_ps(x.add(taps[0] + at)),
+                    _mm512_loadu_ps(x.add(taps[1] + at)),
+                    _mm512_loadu_ps(x.add(taps[2] + at)),
+                    _mm512_loadu_ps(x.add(taps[3] + at)),
+                ];
+                for (i, ci) in c.iter_mut().enumerate() {
+                    let d = _mm512_loadu_ps(dy.add(i * plane + oy * 32 + half));
+                    for (ct, xt) in ci.iter_mut().zip(&xs) {
+                        *ct = _mm512_fmadd_ps(d, *xt, *ct);
+                    }
+                }
+            }
+        }
+        for (i, ci) in c.iter().enumerate() {
+            for (t, ct) in ci.iter().enumerate() {
+                _mm512_storeu_ps(sums.add((i * 4 + t) * 16), *ct);
+            }
         }
     }
 }
@@ -822,6 +917,13 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &m
     let (mr, nr) = (T::MR, T::NR);
     let (oh, ow) = (g.out_height(), g.out_width());
     let k_dim = g.k_dim();
+    if let Some(wgrad32) = T::WGRAD32
+        && ow == 32
+        && g.c_out.is_multiple_of(4)
+    {
+        weight_grad_rows32(g, x, dy, dwt, round_up(g.c_out, nr), nr, wgrad32);
+        return;
+    }
     let r_tiles = k_dim.div_ceil(mr);
     let ldn = round_up(g.c_out, nr);
     let mut xp = Padded::new(g, nr);
@@ -879,6 +981,58 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &m
                     d[(oy * ow + ox) * ldn + co] = 0.0;
                 }
             });
+        }
+    }
+}
+
+/// [`weight_grad_chunk`] for output rows exactly 32 wide, with the instruction set's
+/// [`Wgrad32Fn`]: each image's output gradient made dense once (`[c_out][oh][32]`), lane sums
+/// kept per (channel, tap) over the chunk, added into `dwt` at the end.
+#[inline(always)]
+fn weight_grad_rows32(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: Maps<'_>,
+    dwt: &mut [f32],
+    ldn: usize,
+    nr: usize,
+    wgrad32: Wgrad32Fn,
+) {
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let k_dim = g.k_dim();
+    let groups = k_dim.div_ceil(4);
+    let mut xp = Padded::new(g, nr);
+    let mut sums = vec![0.0f32; g.c_out / 4 * groups * 256];
+    let mut dense = vec![0.0f32; g.c_out * oh * ow];
+    for i in 0..x.len() / g.in_image() {
+        xp.fill(g, Maps::Dense(x), i);
+        if let Maps::Unpooled(..) = dy {
+            dense.fill(0.0);
+        }
+        dy.for_each(g.c_out, oh, ow, i, |values| match values {
+            Values::Row(co, oy, row) => {
+                dense[(co * oh + oy) * ow..][..ow].copy_from_slice(row);
+            }
+            Values::Point(co, oy, ox, v) => dense[(co * oh + oy) * ow + ox] = v,
+        });
+        for (cg, tiles) in sums.chunks_exact_mut(groups * 256).enumerate() {
+            for (tg, tile) in tiles.chunks_exact_mut(256).enumerate() {
+                // Taps past the last read the zeros after the image.
+                let tap = |t: usize| xp.offsets.get(tg * 4 + t).copied().unwrap_or(xp.zeros);
+                let taps = [tap(0), tap(1), tap(2), tap(3)];
+                wgrad32(&xp, &taps, &dense, cg * 4, oh, tile);
+            }
+        }
+    }
+    for (cg, tiles) in sums.chunks_exact(groups * 256).enumerate() {
+        for (tg, tile) in tiles.chunks_exact(256).enumerate() {
+            for (ct, lanes) in tile.chunks_exact(16).enumerate() {
+                let (c, t) = (ct / 4, ct % 4);
+                let r = tg * 4 + t;
+                if r < k_dim {
+                    dwt[r * ldn + cg * 4 + c] += lanes.iter().sum::<f32>();
+                }
+            }
         }
     }
 }
@@ -1579,56 +1733,71 @@ mod tests {
 
     #[test]
     fn every_instruction_set_this_cpu_has_agrees() {
-        // Each tile this CPU can run, against the plain-Rust one.
-        let g = GEOMETRIES[3];
+        // Each tile this CPU can run, against the plain-Rust one (the general kernels, and
+        // the ones for rows 32 wide).
         let mut seed = 4;
-        let x = values(g.batch * g.c_in * g.height * g.width, &mut seed);
-        let w = values(g.c_out * g.c_in * g.kernel * g.kernel, &mut seed);
-        let n = g.batch * g.c_out * g.out_height() * g.out_width();
-        let dy = values(n, &mut seed);
-        let run = |fwd: fn(&ConvGeometry, Maps<'_>, &[f32], &mut [f32]),
-                   wgrad: fn(&ConvGeometry, &[f32], Maps<'_>, &mut [f32])| {
-            let (mut y, mut dw) = (vec![0.0; n], vec![0.0; w.len()]);
-            fwd(&g, Maps::Dense(&x), &w, &mut y);
-            wgrad(&g, &x, Maps::Dense(&dy), &mut dw);
-            (y, dw)
-        };
-        let (y_ref, dw_ref) = run(
-            |g, x, w, y| {
-                forward_generic::<PortableTile>(g, x, w, None, Out::Conv(y), forward_portable)
-            },
-            |g, x, dy, dw| weight_grad_generic::<PortableTile>(g, x, dy, dw, weight_grad_portable),
-        );
-        let mut checked = vec!["portable"];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                let (y, dw) = run(
-                    |g, x, w, y| {
-                        forward_generic::<Avx2Tile>(g, x, w, None, Out::Conv(y), forward_avx2)
-                    },
-                    |g, x, dy, dw| weight_grad_generic::<Avx2Tile>(g, x, dy, dw, weight_grad_avx2),
-                );
-                assert!(
-                    max_diff(&y, &y_ref) < 1e-4 && max_diff(&dw, &dw_ref) < 1e-4,
-                    "avx2"
-                );
-                checked.push("avx2");
-            }
-            if Isa::detect() == Isa::Avx512 {
-                let (y, dw) = run(
-                    |g, x, w, y| {
-                        forward_generic::<Avx512Tile>(g, x, w, None, Out::Conv(y), forward_avx512)
-                    },
-                    |g, x, dy, dw| {
-                        weight_grad_generic::<Avx512Tile>(g, x, dy, dw, weight_grad_avx512)
-                    },
-                );
-                assert!(
-                    max_diff(&y, &y_ref) < 1e-4 && max_diff(&dw, &dw_ref) < 1e-4,
-                    "avx512"
-                );
-                checked.push("avx512");
+        let mut checked = vec![];
+        for g in [GEOMETRIES[3], GEOMETRIES[4]] {
+            let x = values(g.batch * g.c_in * g.height * g.width, &mut seed);
+            let w = values(g.c_out * g.c_in * g.kernel * g.kernel, &mut seed);
+            let n = g.batch * g.c_out * g.out_height() * g.out_width();
+            let dy = values(n, &mut seed);
+            let run =
+                |fwd: fn(&ConvGeometry, Maps<'_>, &[f32], &mut [f32]),
+                 wgrad: fn(&ConvGeometry, &[f32], Maps<'_>, &mut [f32])| {
+                    let (mut y, mut dw) = (vec![0.0; n], vec![0.0; w.len()]);
+                    fwd(&g, Maps::Dense(&x), &w, &mut y);
+                    wgrad(&g, &x, Maps::Dense(&dy), &mut dw);
+                    (y, dw)
+                };
+            let (y_ref, dw_ref) = run(
+                |g, x, w, y| {
+                    forward_generic::<PortableTile>(g, x, w, None, Out::Conv(y), forward_portable)
+                },
+                |g, x, dy, dw| {
+                    weight_grad_generic::<PortableTile>(g, x, dy, dw, weight_grad_portable)
+                },
+            );
+            checked.push("portable");
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    let (y, dw) = run(
+                        |g, x, w, y| {
+                            forward_generic::<Avx2Tile>(g, x, w, None, Out::Conv(y), forward_avx2)
+                        },
+                        |g, x, dy, dw| {
+                            weight_grad_generic::<Avx2Tile>(g, x, dy, dw, weight_grad_avx2)
+                        },
+                    );
+                    assert!(
+                        max_diff(&y, &y_ref) < 1e-4 && max_diff(&dw, &dw_ref) < 1e-4,
+                        "avx2"
+                    );
+                    checked.push("avx2");
+                }
+                if Isa::detect() == Isa::Avx512 {
+                    let (y, dw) = run(
+                        |g, x, w, y| {
+                            forward_generic::<Avx512Tile>(
+                                g,
+                                x,
+                                w,
+                                None,
+                                Out::Conv(y),
+                                forward_avx512,
+                            )
+                        },
+                        |g, x, dy, dw| {
+                            weight_grad_generic::<Avx512Tile>(g, x, dy, dw, weight_grad_avx512)
+                        },
+                    );
+                    assert!(
+                        max_diff(&y, &y_ref) < 1e-4 && max_diff(&dw, &dw_ref) < 1e-4,
+                        "avx512"
+                    );
+                    checked.push("avx512");
+                }
             }
         }
         eprintln!("tiles checked: {checked:?}");
