@@ -588,6 +588,11 @@ unsafe fn avx512_wgrad32(
     }
 }
 
+/// Whether the kernels for output rows exactly 32 wide ([`Pool32Fn`], [`Wgrad32Fn`]) fit `g`.
+fn rows32(g: &ConvGeometry) -> bool {
+    g.out_width() == 32 && g.c_out.is_multiple_of(4)
+}
+
 /// A zeroed `f32` buffer of `len` values whose slice `buf[start..start + len]` begins on a
 /// 64-byte boundary (a cache line, one AVX-512 vector).
 struct Aligned {
@@ -789,8 +794,7 @@ fn forward_image<T: Tile>(
     let row_tiles = ow_pad / mr;
     xp.fill(g, x, i);
     if let (Some(pool32), Out::Pooled(yi, ii)) = (T::POOL32, &mut out)
-        && ow == 32
-        && g.c_out.is_multiple_of(4)
+        && rows32(g)
     {
         let plane = (oh / 2) * (ow / 2);
         for py in 0..oh / 2 {
@@ -891,7 +895,14 @@ fn forward_chunk<T: Tile>(
     let (mr, nr) = (T::MR, T::NR);
     let ldn = round_up(g.c_out, nr);
     let mut xp = Padded::new(g, mr);
-    let mut cbuf = vec![0.0f32; ldn * g.out_height() * round_up(g.out_width(), mr)];
+    // The tiles of one image, unless the kernel for rows 32 wide does the whole image.
+    let whole_image = T::POOL32.is_some() && rows32(g) && matches!(out, Out::Pooled(..));
+    let tiles = if whole_image {
+        0
+    } else {
+        ldn * g.out_height() * round_up(g.out_width(), mr)
+    };
+    let mut cbuf = vec![0.0f32; tiles];
     match out {
         Out::Conv(y) => {
             for (i, yi) in y.chunks_exact_mut(g.out_image()).enumerate() {
@@ -918,8 +929,7 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &m
     let (oh, ow) = (g.out_height(), g.out_width());
     let k_dim = g.k_dim();
     if let Some(wgrad32) = T::WGRAD32
-        && ow == 32
-        && g.c_out.is_multiple_of(4)
+        && rows32(g)
     {
         weight_grad_rows32(g, x, dy, dwt, round_up(g.c_out, nr), nr, wgrad32);
         return;

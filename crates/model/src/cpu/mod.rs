@@ -146,6 +146,15 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
+/// `n` zeros, written by rayon's threads side by side: outputs are megabytes, and zeroing
+/// (and first touching) them on one thread held the other idle.
+fn zeroed<T: Default + Clone + Send>(n: usize) -> Vec<T> {
+    use rayon::iter::ParallelExtend;
+    let mut v = Vec::with_capacity(n);
+    v.par_extend(rayon::iter::repeat_n(T::default(), n));
+    v
+}
+
 /// A contiguous `f32` Flex tensor holding `data`.
 fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::new(
@@ -179,7 +188,7 @@ fn forward(
     if pooled {
         let (ph, pw) = kernels::pooled_size(g);
         let n = g.batch * g.c_out * ph * pw;
-        let (mut y, mut idx) = (vec![0.0f32; n], vec![0u8; n]);
+        let (mut y, mut idx) = (zeroed(n), zeroed(n));
         let done = kernels::conv2d_pool2_forward(g, &x, &w, Some(&b), &mut y, &mut idx);
         assert!(
             done.is_some(),
@@ -188,7 +197,7 @@ fn forward(
         let shape = Shape::new([g.batch, g.c_out, ph, pw]);
         (tensor(y, shape), Some(idx))
     } else {
-        let mut y = vec![0.0f32; g.batch * g.c_out * g.out_height() * g.out_width()];
+        let mut y = zeroed(g.batch * g.c_out * g.out_height() * g.out_width());
         let done = kernels::conv2d_forward(g, &x, &w, Some(&b), &mut y);
         assert!(
             done.is_some(),
@@ -237,7 +246,7 @@ impl Backward<Flex, 3> for Conv2dBackward {
         let (dy, x, w) = (values(&dy), values(&x), values(&w));
         let mut dx = node_x
             .as_ref()
-            .map(|_| vec![0.0f32; g.batch * g.c_in * g.height * g.width]);
+            .map(|_| zeroed(g.batch * g.c_in * g.height * g.width));
         let mut dw = node_w.as_ref().map(|_| vec![0.0f32; w.len()]);
         let mut db = node_b.as_ref().map(|_| vec![0.0f32; g.c_out]);
         let done = match &pooled {
