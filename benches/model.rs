@@ -94,9 +94,10 @@ fn main() {
     #[allow(deprecated)]
     devices.push(("ndarray", Device::ndarray()));
     println!(
-        "{} threads available (RAYON_NUM_THREADS={})",
+        "{} threads available (RAYON_NUM_THREADS={}); torchlet's CPU kernels: {:?}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into())
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into()),
+        torchlet::model::cpu::kernels::Isa::detect()
     );
     println!("{:<56} {:>14} {:>14}", "case", "best img/s", "median img/s");
     let conv: ModelConfig = SeedConvNetConfig::new().into();

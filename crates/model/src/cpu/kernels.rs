@@ -375,8 +375,8 @@ simd_tile!(
     _mm256_fmadd_ps,
     avx2_shift_a,
     avx2_rows_a,
-    None,
-    None
+    Some(pool_pair32_avx2),
+    Some(wgrad32_avx2)
 );
 
 /// A fused convolution + 2×2 max-pooling of one pair of output rows exactly 32 wide, for 4
@@ -583,6 +583,220 @@ unsafe fn avx512_wgrad32(
         for (i, ci) in c.iter().enumerate() {
             for (t, ct) in ci.iter().enumerate() {
                 _mm512_storeu_ps(sums.add((i * 4 + t) * 16), *ct);
+            }
+        }
+    }
+}
+
+/// [`Pool32Fn`] on AVX2 + FMA: as [`pool_pair32_avx512`], with 8-lane vectors, so each call
+/// of the micro-kernel covers 2 channels and half a row pair (16 registers are few).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn pool_pair32_avx2(
+    xp: &Padded,
+    oy: usize,
+    w_rows: &[f32],
+    ldn: usize,
+    co0: usize,
+    bias: &[f32; 4],
+    y: &mut [f32],
+    idx: &mut [u8],
+    at: usize,
+    plane: usize,
+) {
+    let k_dim = xp.offsets.len();
+    let max_off = xp.offsets.iter().copied().max().unwrap_or(0);
+    assert!(
+        max_off + (oy + 1) * xp.pw + 32 <= xp.data.len()
+            && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
+            && at + 3 * plane + 16 <= y.len().min(idx.len())
+    );
+    for c in [0, 2] {
+        for half in [0, 16] {
+            // SAFETY: only reachable through `Isa::detect`, which found AVX2 and FMA; the
+            // bounds of every read and write were checked just above (channels c, c + 1 of 4,
+            // positions half..half + 16 of 32).
+            #[allow(unsafe_code)]
+            unsafe {
+                avx2_pool_pair16(
+                    xp.data.as_ptr().add(oy * xp.pw + half),
+                    xp.pw,
+                    &xp.offsets,
+                    w_rows.as_ptr().add(co0 + c),
+                    ldn,
+                    [bias[c], bias[c + 1]],
+                    y.as_mut_ptr().add(at + c * plane + half / 2),
+                    idx.as_mut_ptr().add(at + c * plane + half / 2),
+                    plane,
+                )
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_pool_pair16(
+    x: *const f32,
+    pw: usize,
+    offsets: &[usize],
+    w: *const f32,
+    ldn: usize,
+    bias: [f32; 2],
+    y: *mut f32,
+    idx: *mut u8,
+    plane: usize,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY (whole body): the caller checked the bounds (`pool_pair32_avx2`).
+    unsafe {
+        // c[channel][row][half]: outputs (oy + row, 8·half + lane).
+        let mut c = [[[_mm256_setzero_ps(); 2]; 2]; 2];
+        for (ci, b) in c.iter_mut().zip(bias) {
+            let b = _mm256_set1_ps(b);
+            *ci = [[b, b], [b, b]];
+        }
+        for (k, off) in offsets.iter().enumerate() {
+            let r0 = x.add(*off);
+            let r1 = r0.add(pw);
+            let a = [
+                [_mm256_loadu_ps(r0), _mm256_loadu_ps(r0.add(8))],
+                [_mm256_loadu_ps(r1), _mm256_loadu_ps(r1.add(8))],
+            ];
+            let wk = w.add(k * ldn);
+            for (i, ci) in c.iter_mut().enumerate() {
+                let wi = _mm256_set1_ps(*wk.add(i));
+                for (cr, ar) in ci.iter_mut().zip(&a) {
+                    cr[0] = _mm256_fmadd_ps(wi, ar[0], cr[0]);
+                    cr[1] = _mm256_fmadd_ps(wi, ar[1], cr[1]);
+                }
+            }
+        }
+        // Even and odd columns of a row of 16, in order (the shuffle works per 128-bit half,
+        // the permute puts the 64-bit pieces back in order).
+        let even = |a: __m256, b: __m256| {
+            let v = _mm256_castps_pd(_mm256_shuffle_ps::<0b10_00_10_00>(a, b));
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(v))
+        };
+        let odd = |a: __m256, b: __m256| {
+            let v = _mm256_castps_pd(_mm256_shuffle_ps::<0b11_01_11_01>(a, b));
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(v))
+        };
+        for (i, ci) in c.iter().enumerate() {
+            let v = [
+                even(ci[0][0], ci[0][1]),
+                odd(ci[0][0], ci[0][1]),
+                even(ci[1][0], ci[1][1]),
+                odd(ci[1][0], ci[1][1]),
+            ];
+            // First maximum in row-major window order wins; NaN wins.
+            let mut best = v[0];
+            let mut which = _mm256_setzero_si256();
+            for (k, vk) in v.iter().enumerate().skip(1) {
+                let greater = _mm256_cmp_ps::<_CMP_GT_OQ>(*vk, best);
+                let v_nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(*vk, *vk);
+                let best_nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(best, best);
+                let take = _mm256_or_ps(greater, _mm256_andnot_ps(best_nan, v_nan));
+                best = _mm256_blendv_ps(best, *vk, take);
+                let k = _mm256_set1_epi32(k as i32);
+                which = _mm256_blendv_epi8(which, k, _mm256_castps_si256(take));
+            }
+            _mm256_storeu_ps(y.add(i * plane), best);
+            let words = _mm_packs_epi32(
+                _mm256_castsi256_si128(which),
+                _mm256_extracti128_si256::<1>(which),
+            );
+            _mm_storel_epi64(
+                idx.add(i * plane).cast::<__m128i>(),
+                _mm_packus_epi16(words, words),
+            );
+        }
+    }
+}
+
+/// [`Wgrad32Fn`] on AVX2 + FMA: as [`wgrad32_avx512`], each of the 16 lane sums of a
+/// (channel, tap) kept as two 8-lane vectors, 2 channels at a time.
+#[cfg(target_arch = "x86_64")]
+fn wgrad32_avx2(
+    xp: &Padded,
+    taps: &[usize; 4],
+    dy: &[f32],
+    co0: usize,
+    rows: usize,
+    sums: &mut [f32],
+) {
+    let plane = rows * 32;
+    let max_tap = taps.iter().copied().max().unwrap_or(0);
+    assert!(
+        rows > 0
+            && max_tap + (rows - 1) * xp.pw + 32 <= xp.data.len()
+            && (co0 + 4) * plane <= dy.len()
+            && sums.len() >= 256
+    );
+    for c in [0, 2] {
+        for lanes in [0, 8] {
+            // SAFETY: only reachable through `Isa::detect`, which found AVX2 and FMA; the
+            // bounds of every read and write were checked just above.
+            #[allow(unsafe_code)]
+            unsafe {
+                avx2_wgrad32(
+                    xp.data.as_ptr().add(lanes),
+                    xp.pw,
+                    taps,
+                    dy.as_ptr().add((co0 + c) * plane + lanes),
+                    plane,
+                    rows,
+                    sums.as_mut_ptr().add(c * 64 + lanes),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_wgrad32(
+    x: *const f32,
+    pw: usize,
+    taps: &[usize; 4],
+    dy: *const f32,
+    plane: usize,
+    rows: usize,
+    sums: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY (whole body): the caller checked the bounds (`wgrad32_avx2`): 2 channels,
+    // 8 of the 16 lanes (positions lanes + 16·half + 0..8 of each row).
+    unsafe {
+        // c[channel][tap], stored at sums[(channel·4 + tap)·16 ..]
+        let mut c = [[_mm256_setzero_ps(); 4]; 2];
+        for (i, ci) in c.iter_mut().enumerate() {
+            for (t, ct) in ci.iter_mut().enumerate() {
+                *ct = _mm256_loadu_ps(sums.add((i * 4 + t) * 16));
+            }
+        }
+        for oy in 0..rows {
+            for half in [0, 16] {
+                let at = oy * pw + half;
+                let xs = [
+                    _mm256_loadu_ps(x.add(taps[0] + at)),
+                    _mm256_loadu_ps(x.add(taps[1] + at)),
+                    _mm256_loadu_ps(x.add(taps[2] + at)),
+                    _mm256_loadu_ps(x.add(taps[3] + at)),
+                ];
+                for (i, ci) in c.iter_mut().enumerate() {
+                    let d = _mm256_loadu_ps(dy.add(i * plane + oy * 32 + half));
+                    for (ct, xt) in ci.iter_mut().zip(&xs) {
+                        *ct = _mm256_fmadd_ps(d, *xt, *ct);
+                    }
+                }
+            }
+        }
+        for (i, ci) in c.iter().enumerate() {
+            for (t, ct) in ci.iter().enumerate() {
+                _mm256_storeu_ps(sums.add((i * 4 + t) * 16), *ct);
             }
         }
     }
@@ -1198,24 +1412,47 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best instruction set this CPU supports.
+    /// The best instruction set this CPU supports, capped by the environment variable
+    /// `TORCHLET_CPU_ISA` (`avx2` or `portable`: to measure another code path on the same
+    /// machine; other values are ignored). Read once per process.
     pub fn detect() -> Isa {
         static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *ISA.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx2")
-                    && std::is_x86_feature_detected!("fma")
-                {
-                    return Isa::Avx512;
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    return Isa::Avx2;
-                }
-            }
-            Isa::Portable
+            let cap = match std::env::var("TORCHLET_CPU_ISA").as_deref() {
+                Ok("avx2") => Isa::Avx2,
+                Ok("portable") => Isa::Portable,
+                _ => Isa::Avx512,
+            };
+            Isa::supported()
+                .into_iter()
+                .find(|isa| isa.rank() <= cap.rank())
+                .unwrap_or(Isa::Portable)
         })
+    }
+
+    /// The instruction sets this CPU supports, best first.
+    fn supported() -> Vec<Isa> {
+        let mut all = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            let fma = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+            if fma && std::is_x86_feature_detected!("avx512f") {
+                all.push(Isa::Avx512);
+            }
+            if fma {
+                all.push(Isa::Avx2);
+            }
+        }
+        all.push(Isa::Portable);
+        all
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Isa::Portable => 0,
+            Isa::Avx2 => 1,
+            Isa::Avx512 => 2,
+        }
     }
 }
 
@@ -1706,8 +1943,73 @@ mod tests {
         let w = [1.0f32, 2.0, -1.0, 0.5];
         let (ph, pw) = pooled_size(&g);
         let n = 4 * ph * pw;
-        let (mut y, mut idx) = (vec![0.0; n], vec![9u8; n]);
-        conv2d_pool2_forward(&g, &x, &w, None, &mut y, &mut idx).unwrap();
+        for (isa, forward) in pooled_forwards() {
+            let (mut y, mut idx) = (vec![0.0; n], vec![9u8; n]);
+            forward(&g, &x, &w, &mut y, &mut idx);
+            check_pooling_rules(isa, &x, &w, ph, pw, &y, &idx);
+        }
+    }
+
+    /// The pooled forward of every instruction set this CPU has, by name.
+    #[allow(clippy::type_complexity)]
+    fn pooled_forwards() -> Vec<(
+        &'static str,
+        fn(&ConvGeometry, &[f32], &[f32], &mut [f32], &mut [u8]),
+    )> {
+        let mut all: Vec<(
+            &'static str,
+            fn(&ConvGeometry, &[f32], &[f32], &mut [f32], &mut [u8]),
+        )> = vec![("portable", |g, x, w, y, idx| {
+            forward_generic::<PortableTile>(
+                g,
+                Maps::Dense(x),
+                w,
+                None,
+                Out::Pooled(y, idx),
+                forward_portable,
+            )
+        })];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                all.push(("avx2", |g, x, w, y, idx| {
+                    forward_generic::<Avx2Tile>(
+                        g,
+                        Maps::Dense(x),
+                        w,
+                        None,
+                        Out::Pooled(y, idx),
+                        forward_avx2,
+                    )
+                }));
+            }
+            if Isa::detect() == Isa::Avx512 {
+                all.push(("avx512", |g, x, w, y, idx| {
+                    forward_generic::<Avx512Tile>(
+                        g,
+                        Maps::Dense(x),
+                        w,
+                        None,
+                        Out::Pooled(y, idx),
+                        forward_avx512,
+                    )
+                }));
+            }
+        }
+        all
+    }
+
+    /// Checks pooled values of the 1×1, one-input-channel convolution of
+    /// `pooling_rows_32_wide_follows_the_same_rules` against the rules.
+    fn check_pooling_rules(
+        isa: &str,
+        x: &[f32],
+        w: &[f32],
+        ph: usize,
+        pw: usize,
+        y: &[f32],
+        idx: &[u8],
+    ) {
         for (c, wc) in w.iter().enumerate() {
             for py in 0..ph {
                 for px in 0..pw {
@@ -1719,9 +2021,9 @@ mod tests {
                         }
                     }
                     let p = (c * ph + py) * pw + px;
-                    assert_eq!(usize::from(idx[p]), best, "window {p}");
+                    assert_eq!(usize::from(idx[p]), best, "{isa}: window {p}");
                     let same = y[p] == v(best) || (y[p].is_nan() && v(best).is_nan());
-                    assert!(same, "value {p}: {} vs {}", y[p], v(best));
+                    assert!(same, "{isa}: value {p}: {} vs {}", y[p], v(best));
                 }
             }
         }
@@ -1809,6 +2111,23 @@ mod tests {
                     checked.push("avx512");
                 }
             }
+        }
+        // The fused pooled forward (the kernels for rows 32 wide, where there are some).
+        let g = GEOMETRIES[4];
+        let x = values(g.batch * g.c_in * g.height * g.width, &mut seed);
+        let w = values(g.c_out * g.c_in * g.kernel * g.kernel, &mut seed);
+        let (ph, pw) = pooled_size(&g);
+        let n = g.batch * g.c_out * ph * pw;
+        let mut reference = None;
+        for (isa, forward) in pooled_forwards() {
+            let (mut y, mut idx) = (vec![f32::NAN; n], vec![9u8; n]);
+            forward(&g, &x, &w, &mut y, &mut idx);
+            let (y_ref, idx_ref) = reference.get_or_insert_with(|| (y.clone(), idx.clone()));
+            assert!(
+                max_diff(&y, y_ref) < 1e-4 && idx == *idx_ref,
+                "{isa}: pooled"
+            );
+            checked.push(isa);
         }
         eprintln!("tiles checked: {checked:?}");
     }
