@@ -376,7 +376,8 @@ simd_tile!(
     avx2_shift_a,
     avx2_rows_a,
     Some(pool_pair32_avx2),
-    Some(wgrad32_avx2)
+    // Measured slower than the general tile on AVX2 (6 loads per 8 FMAs with 16 registers).
+    None
 );
 
 /// A fused convolution + 2×2 max-pooling of one pair of output rows exactly 32 wide, for 4
@@ -711,93 +712,6 @@ unsafe fn avx2_pool_pair16(
                 idx.add(i * plane).cast::<__m128i>(),
                 _mm_packus_epi16(words, words),
             );
-        }
-    }
-}
-
-/// [`Wgrad32Fn`] on AVX2 + FMA: as [`wgrad32_avx512`], each of the 16 lane sums of a
-/// (channel, tap) kept as two 8-lane vectors, 2 channels at a time.
-#[cfg(target_arch = "x86_64")]
-fn wgrad32_avx2(
-    xp: &Padded,
-    taps: &[usize; 4],
-    dy: &[f32],
-    co0: usize,
-    rows: usize,
-    sums: &mut [f32],
-) {
-    let plane = rows * 32;
-    let max_tap = taps.iter().copied().max().unwrap_or(0);
-    assert!(
-        rows > 0
-            && max_tap + (rows - 1) * xp.pw + 32 <= xp.data.len()
-            && (co0 + 4) * plane <= dy.len()
-            && sums.len() >= 256
-    );
-    for c in [0, 2] {
-        for lanes in [0, 8] {
-            // SAFETY: only reachable through `Isa::detect`, which found AVX2 and FMA; the
-            // bounds of every read and write were checked just above.
-            #[allow(unsafe_code)]
-            unsafe {
-                avx2_wgrad32(
-                    xp.data.as_ptr().add(lanes),
-                    xp.pw,
-                    taps,
-                    dy.as_ptr().add((co0 + c) * plane + lanes),
-                    plane,
-                    rows,
-                    sums.as_mut_ptr().add(c * 64 + lanes),
-                )
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_wgrad32(
-    x: *const f32,
-    pw: usize,
-    taps: &[usize; 4],
-    dy: *const f32,
-    plane: usize,
-    rows: usize,
-    sums: *mut f32,
-) {
-    use std::arch::x86_64::*;
-    // SAFETY (whole body): the caller checked the bounds (`wgrad32_avx2`): 2 channels,
-    // 8 of the 16 lanes (positions lanes + 16·half + 0..8 of each row).
-    unsafe {
-        // c[channel][tap], stored at sums[(channel·4 + tap)·16 ..]
-        let mut c = [[_mm256_setzero_ps(); 4]; 2];
-        for (i, ci) in c.iter_mut().enumerate() {
-            for (t, ct) in ci.iter_mut().enumerate() {
-                *ct = _mm256_loadu_ps(sums.add((i * 4 + t) * 16));
-            }
-        }
-        for oy in 0..rows {
-            for half in [0, 16] {
-                let at = oy * pw + half;
-                let xs = [
-                    _mm256_loadu_ps(x.add(taps[0] + at)),
-                    _mm256_loadu_ps(x.add(taps[1] + at)),
-                    _mm256_loadu_ps(x.add(taps[2] + at)),
-                    _mm256_loadu_ps(x.add(taps[3] + at)),
-                ];
-                for (i, ci) in c.iter_mut().enumerate() {
-                    let d = _mm256_loadu_ps(dy.add(i * plane + oy * 32 + half));
-                    for (ct, xt) in ci.iter_mut().zip(&xs) {
-                        *ct = _mm256_fmadd_ps(d, *xt, *ct);
-                    }
-                }
-            }
-        }
-        for (i, ci) in c.iter().enumerate() {
-            for (t, ct) in ci.iter().enumerate() {
-                _mm256_storeu_ps(sums.add((i * 4 + t) * 16), *ct);
-            }
         }
     }
 }
