@@ -18,6 +18,12 @@
 //! Behind a max-pooling, the output gradient is read as "unpooled" (`Maps::Unpooled`):
 //! the pooled gradient and the window position of each maximum, never materialised.
 //!
+//! Where the output rows are exactly 32 wide (the tutorial's first layer, 3 input channels,
+//! a 75-step reduction), the fused forward (AVX-512 and AVX2) and the weight gradient
+//! (AVX-512) turn the tile around: a row's 32 outputs lie in the lanes of the vectors, so the
+//! pooling is a lane shuffle and a pooled row is one vector store per channel, instead of
+//! one scalar store per channel and position (`Pool32Fn`, `Wgrad32Fn`).
+//!
 //! The micro-kernel keeps an `MR × NR` tile of outputs in registers: `std::arch` AVX-512
 //! (8 × 32) or AVX2 + FMA (6 × 16), plain Rust (4 × 8) elsewhere; the code around it is
 //! compiled once per instruction set (`#[target_feature]`) and chosen at run time
