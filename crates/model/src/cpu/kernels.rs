@@ -104,10 +104,25 @@ fn round_up(n: usize, to: usize) -> usize {
     n.div_ceil(to) * to
 }
 
+/// Reduction-step offsets into `a` and their maximum, found once per block of steps rather than
+/// in the bounds check of every tile call.
+#[derive(Debug, Clone, Copy)]
+struct Offsets<'a> {
+    list: &'a [usize],
+    max: usize,
+}
+
+impl<'a> Offsets<'a> {
+    fn new(list: &'a [usize]) -> Offsets<'a> {
+        let max = list.iter().copied().max().unwrap_or(0);
+        Offsets { list, max }
+    }
+}
+
 /// A register-tiled micro-kernel over an `MR × NR` tile of outputs, in two forms that read
 /// the image where it lies, so no im2col buffer is ever built:
 ///
-/// * [`run_shift_a`](Tile::run_shift_a): `acc[i·NR + j] += Σ_k a[aoff[k] + i] · b[k·ldb + j]`
+/// * [`run_shift_a`](Tile::run_shift_a): `acc[i·NR + j] += Σ_k a[aoff.list[k] + i] · b[k·ldb + j]`
 ///   (reduction step `k` broadcasts `MR` consecutive values of `a` from its own offset);
 /// * [`run_rows_a`](Tile::run_rows_a): `acc[i·NR + j] += Σ_k a[aoff[i] + k] · b[k·ldb + j]`
 ///   (row `i` of `a` starts at its own offset; `k` may skip columns of `a`, see [`Steps`]).
@@ -119,8 +134,8 @@ trait Tile {
     const MR: usize;
     /// Columns of the tile (vector loads from `b`).
     const NR: usize;
-    /// See the trait; `aoff.len()` reduction steps.
-    fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
+    /// See the trait; `aoff.list.len()` reduction steps.
+    fn run_shift_a(a: &[f32], aoff: Offsets<'_>, b: &[f32], ldb: usize, acc: &mut [f32]);
     /// The fused conv + pool kernel for output rows exactly 32 wide, where the instruction
     /// set has one (see [`Pool32Fn`]).
     const POOL32: Option<Pool32Fn> = None;
@@ -159,8 +174,8 @@ impl Tile for PortableTile {
     const MR: usize = 4;
     const NR: usize = 8;
     #[inline(always)]
-    fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
-        for (k, off) in aoff.iter().enumerate() {
+    fn run_shift_a(a: &[f32], aoff: Offsets<'_>, b: &[f32], ldb: usize, acc: &mut [f32]) {
+        for (k, off) in aoff.list.iter().enumerate() {
             let bk = &b[k * ldb..k * ldb + Self::NR];
             for (i, ai) in a[*off..*off + Self::MR].iter().enumerate() {
                 let row = &mut acc[i * Self::NR..(i + 1) * Self::NR];
@@ -192,13 +207,12 @@ fn shift_a_in_bounds(
     mr: usize,
     nr: usize,
     a: &[f32],
-    aoff: &[usize],
+    aoff: Offsets<'_>,
     b: &[f32],
     ldb: usize,
     acc: &[f32],
 ) -> bool {
-    let kc = aoff.len();
-    let max_off = aoff.iter().copied().max().unwrap_or(0);
+    let (kc, max_off) = (aoff.list.len(), aoff.max);
     acc.len() >= mr * nr && (kc == 0 || (a.len() >= max_off + mr && b.len() >= (kc - 1) * ldb + nr))
 }
 
@@ -236,13 +250,13 @@ macro_rules! simd_tile {
             const POOL32: Option<Pool32Fn> = $pool32;
             const WGRAD32: Option<Wgrad32Fn> = $wgrad32;
             #[inline(always)]
-            fn run_shift_a(a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
+            fn run_shift_a(a: &[f32], aoff: Offsets<'_>, b: &[f32], ldb: usize, acc: &mut [f32]) {
                 assert!(shift_a_in_bounds(Self::MR, Self::NR, a, aoff, b, ldb, acc));
                 // SAFETY: these kernels run only after `Isa::detect` found the CPU features;
                 // the bounds of every read and write were checked just above.
                 #[allow(unsafe_code)]
                 unsafe {
-                    $shift_a(a.as_ptr(), aoff, b.as_ptr(), ldb, acc.as_mut_ptr())
+                    $shift_a(a.as_ptr(), aoff.list, b.as_ptr(), ldb, acc.as_mut_ptr())
                 }
             }
             #[inline(always)]
@@ -434,7 +448,7 @@ fn pool_pair32_avx512(
     plane: usize,
 ) {
     let k_dim = xp.offsets.len();
-    let max_off = xp.offsets.iter().copied().max().unwrap_or(0);
+    let max_off = xp.max_offset;
     assert!(
         max_off + (oy + 1) * xp.pw + 32 <= xp.data.len()
             && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
@@ -633,7 +647,7 @@ fn pool_pair32_avx2(
     plane: usize,
 ) {
     let k_dim = xp.offsets.len();
-    let max_off = xp.offsets.iter().copied().max().unwrap_or(0);
+    let max_off = xp.max_offset;
     assert!(
         max_off + (oy + 1) * xp.pw + 32 <= xp.data.len()
             && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
@@ -850,6 +864,8 @@ struct Padded {
     pw: usize,
     /// `offsets[r]` for `r = (ci, kh, kw)`: `ci·ph·pw + kh·pw + kw`.
     offsets: Vec<usize>,
+    /// The largest of `offsets` (0 when there are none).
+    max_offset: usize,
     /// Start of a run of zeros after the image, as long as any read of one tap row (for the
     /// padding rows of a weight-gradient tile).
     zeros: usize,
@@ -872,10 +888,12 @@ impl Padded {
         let reach = offsets.last().copied().unwrap_or(0) + round_up(grid, nr) + nr;
         let zeros = image.max(reach);
         let data = vec![0.0f32; zeros + round_up(grid, nr) + KC + nr];
+        let max_offset = offsets.iter().copied().max().unwrap_or(0);
         Padded {
             ph,
             pw,
             offsets,
+            max_offset,
             zeros,
             data,
         }
@@ -982,7 +1000,7 @@ fn forward_image<T: Tile>(
         let mut k0 = 0;
         while k0 < k_dim {
             let kc = step.min(k_dim - k0);
-            let aoff = &xp.offsets[k0..k0 + kc];
+            let aoff = Offsets::new(&xp.offsets[k0..k0 + kc]);
             let b = &w_rows[k0 * ldn + co0..];
             for (t, tile) in tiles.chunks_exact_mut(mr * nr).enumerate() {
                 let (oy, ox0) = (t / row_tiles, (t % row_tiles) * mr);
