@@ -864,7 +864,9 @@ struct Padded {
     pw: usize,
     /// `offsets[r]` for `r = (ci, kh, kw)`: `ci·ph·pw + kh·pw + kw`.
     offsets: Vec<usize>,
-    /// The largest of `offsets` (0 when there are none).
+    /// The largest of `offsets` (0 when there are none), for the bounds checks of the
+    /// `std::arch` kernels.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     max_offset: usize,
     /// Start of a run of zeros after the image, as long as any read of one tap row (for the
     /// padding rows of a weight-gradient tile).
