@@ -32,8 +32,11 @@ pytorch() {
   "$py" benches/pytorch_model.py --threads "$threads" --models SeedConvNet
 }
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-cargo bench --profile dev --features "$features" --bench model --no-run 2>/dev/null
+trap 'rm -f "$log" "$log.build"' EXIT
+if ! cargo bench --profile dev --features "$features" --bench model --no-run >/dev/null 2>"$log.build"; then
+  cat "$log.build"
+  exit 1
+fi
 for round in $(seq 1 "$rounds"); do
   echo "== round $round, $(date -u +%H:%M:%S) UTC" | tee -a "$log"
   if [ $((round % 2)) -eq 1 ]; then
