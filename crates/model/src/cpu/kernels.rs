@@ -252,7 +252,7 @@ macro_rules! simd_tile {
             #[inline(always)]
             fn run_shift_a(a: &[f32], aoff: Offsets<'_>, b: &[f32], ldb: usize, acc: &mut [f32]) {
                 assert!(shift_a_in_bounds(Self::MR, Self::NR, a, aoff, b, ldb, acc));
-                // SAFETY: these kernels run only after `Isa::detect` found the CPU features;
+                // SAFETY: these kernels run only after `Isa::supported` found the CPU features;
                 // the bounds of every read and write were checked just above.
                 #[allow(unsafe_code)]
                 unsafe {
@@ -454,7 +454,7 @@ fn pool_pair32_avx512(
             && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
             && at + 3 * plane + 16 <= y.len().min(idx.len())
     );
-    // SAFETY: only reachable through `Isa::detect`, which found AVX-512F; the bounds of every
+    // SAFETY: only reachable through `Isa::supported`, which found AVX-512F; the bounds of every
     // read and write were checked just above.
     #[allow(unsafe_code)]
     unsafe {
@@ -567,7 +567,7 @@ fn wgrad32_avx512(
             && (co0 + 4) * plane <= dy.len()
             && sums.len() >= 256
     );
-    // SAFETY: only reachable through `Isa::detect`, which found AVX-512F; the bounds of every
+    // SAFETY: only reachable through `Isa::supported`, which found AVX-512F; the bounds of every
     // read and write were checked just above.
     #[allow(unsafe_code)]
     unsafe {
@@ -655,7 +655,7 @@ fn pool_pair32_avx2(
     );
     for c in [0, 2] {
         for half in [0, 16] {
-            // SAFETY: only reachable through `Isa::detect`, which found AVX2 and FMA; the
+            // SAFETY: only reachable through `Isa::supported`, which found AVX2 and FMA; the
             // bounds of every read and write were checked just above (channels c, c + 1 of 4,
             // positions half..half + 16 of 32).
             #[allow(unsafe_code)]
@@ -1323,7 +1323,7 @@ macro_rules! chunk_kernels {
             fn inner(g: &ConvGeometry, x: Maps<'_>, w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
                 forward_chunk::<$fwd_tile>(g, x, w, b, out)
             }
-            // SAFETY: only reachable through `Isa::detect`, which checked these CPU features.
+            // SAFETY: only reachable through `Isa::supported`, which checked these CPU features.
             #[allow(unsafe_code)]
             unsafe {
                 inner(g, x, w, b, out)
@@ -1334,7 +1334,7 @@ macro_rules! chunk_kernels {
             fn inner(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &mut [f32]) {
                 weight_grad_chunk::<$wgrad_tile>(g, x, dy, dwt)
             }
-            // SAFETY: only reachable through `Isa::detect`, which checked these CPU features.
+            // SAFETY: only reachable through `Isa::supported`, which checked these CPU features.
             #[allow(unsafe_code)]
             unsafe {
                 inner(g, x, dy, dwt)
@@ -1425,7 +1425,19 @@ impl Isa {
 }
 
 fn forward_dispatch(g: &ConvGeometry, x: Maps<'_>, w: &[f32], bias: Option<&[f32]>, out: Out<'_>) {
-    match Isa::detect() {
+    forward_on(Isa::detect(), g, x, w, bias, out)
+}
+
+/// The forward on the kernels of `isa`, which must be one of [`Isa::supported`].
+fn forward_on(
+    isa: Isa,
+    g: &ConvGeometry,
+    x: Maps<'_>,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: Out<'_>,
+) {
+    match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => forward_generic::<Avx512Tile>(g, x, w, bias, out, forward_avx512),
         #[cfg(target_arch = "x86_64")]
@@ -1435,7 +1447,12 @@ fn forward_dispatch(g: &ConvGeometry, x: Maps<'_>, w: &[f32], bias: Option<&[f32
 }
 
 fn weight_grad_dispatch(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dw: &mut [f32]) {
-    match Isa::detect() {
+    weight_grad_on(Isa::detect(), g, x, dy, dw)
+}
+
+/// The weight gradient on the kernels of `isa`, which must be one of [`Isa::supported`].
+fn weight_grad_on(isa: Isa, g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dw: &mut [f32]) {
+    match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => weight_grad_generic::<Avx512Tile>(g, x, dy, dw, weight_grad_avx512),
         #[cfg(target_arch = "x86_64")]
@@ -1911,66 +1928,24 @@ mod tests {
         let w = [1.0f32, 2.0, -1.0, 0.5];
         let (ph, pw) = pooled_size(&g);
         let n = 4 * ph * pw;
-        for (isa, forward) in pooled_forwards() {
+        for isa in Isa::supported() {
             let (mut y, mut idx) = (vec![0.0; n], vec![9u8; n]);
-            forward(&g, &x, &w, &mut y, &mut idx);
+            forward_on(
+                isa,
+                &g,
+                Maps::Dense(&x),
+                &w,
+                None,
+                Out::Pooled(&mut y, &mut idx),
+            );
             check_pooling_rules(isa, &x, &w, ph, pw, &y, &idx);
         }
-    }
-
-    /// The pooled forward of every instruction set this CPU has, by name.
-    #[allow(clippy::type_complexity)]
-    fn pooled_forwards() -> Vec<(
-        &'static str,
-        fn(&ConvGeometry, &[f32], &[f32], &mut [f32], &mut [u8]),
-    )> {
-        let mut all: Vec<(
-            &'static str,
-            fn(&ConvGeometry, &[f32], &[f32], &mut [f32], &mut [u8]),
-        )> = vec![("portable", |g, x, w, y, idx| {
-            forward_generic::<PortableTile>(
-                g,
-                Maps::Dense(x),
-                w,
-                None,
-                Out::Pooled(y, idx),
-                forward_portable,
-            )
-        })];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                all.push(("avx2", |g, x, w, y, idx| {
-                    forward_generic::<Avx2FwdTile>(
-                        g,
-                        Maps::Dense(x),
-                        w,
-                        None,
-                        Out::Pooled(y, idx),
-                        forward_avx2,
-                    )
-                }));
-            }
-            if Isa::detect() == Isa::Avx512 {
-                all.push(("avx512", |g, x, w, y, idx| {
-                    forward_generic::<Avx512Tile>(
-                        g,
-                        Maps::Dense(x),
-                        w,
-                        None,
-                        Out::Pooled(y, idx),
-                        forward_avx512,
-                    )
-                }));
-            }
-        }
-        all
     }
 
     /// Checks pooled values of the 1×1, one-input-channel convolution of
     /// `pooling_rows_32_wide_follows_the_same_rules` against the rules.
     fn check_pooling_rules(
-        isa: &str,
+        isa: Isa,
         x: &[f32],
         w: &[f32],
         ph: usize,
@@ -1989,9 +1964,9 @@ mod tests {
                         }
                     }
                     let p = (c * ph + py) * pw + px;
-                    assert_eq!(usize::from(idx[p]), best, "{isa}: window {p}");
+                    assert_eq!(usize::from(idx[p]), best, "{isa:?}: window {p}");
                     let same = y[p] == v(best) || (y[p].is_nan() && v(best).is_nan());
-                    assert!(same, "{isa}: value {p}: {} vs {}", y[p], v(best));
+                    assert!(same, "{isa:?}: value {p}: {} vs {}", y[p], v(best));
                 }
             }
         }
@@ -2013,97 +1988,38 @@ mod tests {
 
     #[test]
     fn every_instruction_set_this_cpu_has_agrees() {
-        // Each tile this CPU can run, against the plain-Rust one (the general kernels, and
-        // the ones for rows 32 wide).
+        // Each instruction set this CPU has, against the plain-Rust kernels: forward, fused
+        // pooled forward and weight gradient (the general tiles, and the kernels for rows 32
+        // wide where there are some).
         let mut seed = 4;
-        let mut checked = vec![];
         for g in [GEOMETRIES[3], GEOMETRIES[4]] {
             let x = values(g.batch * g.c_in * g.height * g.width, &mut seed);
             let w = values(g.c_out * g.c_in * g.kernel * g.kernel, &mut seed);
             let n = g.batch * g.c_out * g.out_height() * g.out_width();
             let dy = values(n, &mut seed);
-            let run =
-                |fwd: fn(&ConvGeometry, Maps<'_>, &[f32], &mut [f32]),
-                 wgrad: fn(&ConvGeometry, &[f32], Maps<'_>, &mut [f32])| {
-                    let (mut y, mut dw) = (vec![0.0; n], vec![0.0; w.len()]);
-                    fwd(&g, Maps::Dense(&x), &w, &mut y);
-                    wgrad(&g, &x, Maps::Dense(&dy), &mut dw);
-                    (y, dw)
-                };
-            let (y_ref, dw_ref) = run(
-                |g, x, w, y| {
-                    forward_generic::<PortableTile>(g, x, w, None, Out::Conv(y), forward_portable)
-                },
-                |g, x, dy, dw| {
-                    weight_grad_generic::<PortableTile>(g, x, dy, dw, weight_grad_portable)
-                },
-            );
-            checked.push("portable");
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    let (y, dw) = run(
-                        |g, x, w, y| {
-                            forward_generic::<Avx2FwdTile>(
-                                g,
-                                x,
-                                w,
-                                None,
-                                Out::Conv(y),
-                                forward_avx2,
-                            )
-                        },
-                        |g, x, dy, dw| {
-                            weight_grad_generic::<Avx2Tile>(g, x, dy, dw, weight_grad_avx2)
-                        },
-                    );
-                    assert!(
-                        max_diff(&y, &y_ref) < 1e-4 && max_diff(&dw, &dw_ref) < 1e-4,
-                        "avx2"
-                    );
-                    checked.push("avx2");
-                }
-                if Isa::detect() == Isa::Avx512 {
-                    let (y, dw) = run(
-                        |g, x, w, y| {
-                            forward_generic::<Avx512Tile>(
-                                g,
-                                x,
-                                w,
-                                None,
-                                Out::Conv(y),
-                                forward_avx512,
-                            )
-                        },
-                        |g, x, dy, dw| {
-                            weight_grad_generic::<Avx512Tile>(g, x, dy, dw, weight_grad_avx512)
-                        },
-                    );
-                    assert!(
-                        max_diff(&y, &y_ref) < 1e-4 && max_diff(&dw, &dw_ref) < 1e-4,
-                        "avx512"
-                    );
-                    checked.push("avx512");
-                }
+            let (ph, pw) = pooled_size(&g);
+            let pooled = g.batch * g.c_out * ph * pw;
+            let run = |isa| {
+                let (mut y, mut dw) = (vec![f32::NAN; n], vec![f32::NAN; w.len()]);
+                let (mut yp, mut idx) = (vec![f32::NAN; pooled], vec![9u8; pooled]);
+                forward_on(isa, &g, Maps::Dense(&x), &w, None, Out::Conv(&mut y));
+                let out = Out::Pooled(&mut yp, &mut idx);
+                forward_on(isa, &g, Maps::Dense(&x), &w, None, out);
+                weight_grad_on(isa, &g, &x, Maps::Dense(&dy), &mut dw);
+                (y, yp, idx, dw)
+            };
+            let (y_ref, yp_ref, idx_ref, dw_ref) = run(Isa::Portable);
+            for isa in Isa::supported() {
+                let (y, yp, idx, dw) = run(isa);
+                assert!(max_diff(&y, &y_ref) < 1e-4, "{isa:?} {g:?}: forward");
+                assert!(max_diff(&yp, &yp_ref) < 1e-4, "{isa:?} {g:?}: pooled");
+                assert_eq!(idx, idx_ref, "{isa:?} {g:?}: window positions");
+                assert!(
+                    max_diff(&dw, &dw_ref) < 1e-4,
+                    "{isa:?} {g:?}: weight gradient"
+                );
             }
         }
-        // The fused pooled forward (the kernels for rows 32 wide, where there are some).
-        let g = GEOMETRIES[4];
-        let x = values(g.batch * g.c_in * g.height * g.width, &mut seed);
-        let w = values(g.c_out * g.c_in * g.kernel * g.kernel, &mut seed);
-        let (ph, pw) = pooled_size(&g);
-        let n = g.batch * g.c_out * ph * pw;
-        let mut reference = None;
-        for (isa, forward) in pooled_forwards() {
-            let (mut y, mut idx) = (vec![f32::NAN; n], vec![9u8; n]);
-            forward(&g, &x, &w, &mut y, &mut idx);
-            let (y_ref, idx_ref) = reference.get_or_insert_with(|| (y.clone(), idx.clone()));
-            assert!(
-                max_diff(&y, y_ref) < 1e-4 && idx == *idx_ref,
-                "{isa}: pooled"
-            );
-            checked.push(isa);
-        }
-        eprintln!("tiles checked: {checked:?}");
+        eprintln!("instruction sets checked: {:?}", Isa::supported());
     }
 }
