@@ -448,7 +448,7 @@ fn pool_pair32_avx512(
     plane: usize,
 ) {
     let k_dim = xp.offsets.len();
-    let max_off = xp.max_offset;
+    let max_off = xp.offsets.last().copied().unwrap_or(0);
     assert!(
         max_off + (oy + 1) * xp.pw + 32 <= xp.data.len()
             && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
@@ -647,7 +647,7 @@ fn pool_pair32_avx2(
     plane: usize,
 ) {
     let k_dim = xp.offsets.len();
-    let max_off = xp.max_offset;
+    let max_off = xp.offsets.last().copied().unwrap_or(0);
     assert!(
         max_off + (oy + 1) * xp.pw + 32 <= xp.data.len()
             && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
@@ -762,6 +762,14 @@ fn rows32(g: &ConvGeometry) -> bool {
     g.out_width() == 32 && g.c_out.is_multiple_of(4)
 }
 
+/// The [`Pool32Fn`] that computes a whole image of `out`, where `T` has one and it fits.
+fn pool32_for<T: Tile>(g: &ConvGeometry, out: &Out<'_>) -> Option<Pool32Fn> {
+    match out {
+        Out::Pooled(..) if rows32(g) => T::POOL32,
+        _ => None,
+    }
+}
+
 /// A zeroed `f32` buffer of `len` values whose slice `buf[start..start + len]` begins on a
 /// 64-byte boundary (a cache line, one AVX-512 vector).
 struct Aligned {
@@ -862,12 +870,8 @@ const KC: usize = 256;
 struct Padded {
     ph: usize,
     pw: usize,
-    /// `offsets[r]` for `r = (ci, kh, kw)`: `ci·ph·pw + kh·pw + kw`.
+    /// `offsets[r]` for `r = (ci, kh, kw)`: `ci·ph·pw + kh·pw + kw`, increasing.
     offsets: Vec<usize>,
-    /// The largest of `offsets` (0 when there are none), for the bounds checks of the
-    /// `std::arch` kernels.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    max_offset: usize,
     /// Start of a run of zeros after the image, as long as any read of one tap row (for the
     /// padding rows of a weight-gradient tile).
     zeros: usize,
@@ -890,12 +894,10 @@ impl Padded {
         let reach = offsets.last().copied().unwrap_or(0) + round_up(grid, nr) + nr;
         let zeros = image.max(reach);
         let data = vec![0.0f32; zeros + round_up(grid, nr) + KC + nr];
-        let max_offset = offsets.iter().copied().max().unwrap_or(0);
         Padded {
             ph,
             pw,
             offsets,
-            max_offset,
             zeros,
             data,
         }
@@ -968,8 +970,8 @@ fn forward_image<T: Tile>(
     let ow_pad = round_up(ow, mr);
     let row_tiles = ow_pad / mr;
     xp.fill(g, x, i);
-    if let (Some(pool32), Out::Pooled(yi, ii)) = (T::POOL32, &mut out)
-        && rows32(g)
+    if let Some(pool32) = pool32_for::<T>(g, &out)
+        && let Out::Pooled(yi, ii) = &mut out
     {
         let plane = (oh / 2) * (ow / 2);
         for py in 0..oh / 2 {
@@ -1071,7 +1073,7 @@ fn forward_chunk<T: Tile>(
     let ldn = round_up(g.c_out, nr);
     let mut xp = Padded::new(g, mr);
     // The tiles of one image, unless the kernel for rows 32 wide does the whole image.
-    let whole_image = T::POOL32.is_some() && rows32(g) && matches!(out, Out::Pooled(..));
+    let whole_image = pool32_for::<T>(g, &out).is_some();
     let tiles = if whole_image {
         0
     } else {
@@ -1381,21 +1383,36 @@ pub enum Isa {
 
 impl Isa {
     /// The best instruction set this CPU supports, capped by the environment variable
-    /// `TORCHLET_CPU_ISA` (`avx2` or `portable`: to measure another code path on the same
-    /// machine; other values are ignored). Read once per process.
+    /// `TORCHLET_CPU_ISA` (`avx512`, `avx2` or `portable`: to measure another code path on the
+    /// same machine; any other value is logged as a warning and ignored). Read once per
+    /// process.
     pub fn detect() -> Isa {
         static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *ISA.get_or_init(|| {
-            let cap = match std::env::var("TORCHLET_CPU_ISA").as_deref() {
-                Ok("avx2") => Isa::Avx2,
-                Ok("portable") => Isa::Portable,
-                _ => Isa::Avx512,
-            };
+            let value = std::env::var("TORCHLET_CPU_ISA").ok();
+            let cap = Isa::cap(value.as_deref()).unwrap_or_else(|bad| {
+                tracing::warn!(
+                    "TORCHLET_CPU_ISA={bad:?} names no instruction set (avx512, avx2, portable); \
+                     ignored"
+                );
+                Isa::Avx512
+            });
             Isa::supported()
                 .into_iter()
                 .find(|isa| isa.rank() <= cap.rank())
                 .unwrap_or(Isa::Portable)
         })
+    }
+
+    /// The cap a `TORCHLET_CPU_ISA` value sets (no cap when unset), or the value back when it
+    /// names no instruction set.
+    fn cap(value: Option<&str>) -> Result<Isa, &str> {
+        match value {
+            None | Some("avx512") => Ok(Isa::Avx512),
+            Some("avx2") => Ok(Isa::Avx2),
+            Some("portable") => Ok(Isa::Portable),
+            Some(bad) => Err(bad),
+        }
     }
 
     /// The instruction sets this CPU supports, best first.
@@ -1903,6 +1920,18 @@ mod tests {
         assert_eq!(y[0], 3.0);
         assert_eq!(idx[0], 1, "the first of two equal maxima wins");
         assert!(y[1].is_nan() && idx[1] == 0, "NaN wins over any number");
+    }
+
+    #[test]
+    fn the_instruction_set_cap_names_a_set_or_is_refused() {
+        assert_eq!(Isa::cap(None), Ok(Isa::Avx512), "unset: no cap");
+        assert_eq!(Isa::cap(Some("avx512")), Ok(Isa::Avx512));
+        assert_eq!(Isa::cap(Some("avx2")), Ok(Isa::Avx2));
+        assert_eq!(Isa::cap(Some("portable")), Ok(Isa::Portable));
+        assert_eq!(Isa::cap(Some("AVX2")), Err("AVX2"));
+        assert_eq!(Isa::cap(Some("sse4")), Err("sse4"));
+        // Whatever the cap, the choice is one this CPU supports.
+        assert!(Isa::supported().contains(&Isa::detect()));
     }
 
     #[test]
