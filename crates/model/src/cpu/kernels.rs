@@ -401,8 +401,9 @@ simd_tile!(
     None
 );
 // The forward on AVX2 uses 4 × 16 tiles: 4 divides the output widths (32, 16, 8) where 6
-// left 11–33% of each row's tiles as padding (measured: conv3's forward 1.3x faster, its
-// input gradient 1.3x); the weight gradient keeps 6 × 16, faster there (its rows are taps).
+// left 11–33% of each row's tiles as padding (measured: conv3's forward 1.1–1.6x faster,
+// its input gradient 1.3–1.4x); the weight gradient keeps 6 × 16, faster there (its rows are
+// taps).
 #[cfg(target_arch = "x86_64")]
 simd_tile!(
     Avx2FwdTile,
