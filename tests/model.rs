@@ -415,16 +415,31 @@ fn loss_and_grads(
 }
 
 /// torchlet's CPU kernels (the default on Flex) against Burn's own `Conv2d` on the same
-/// weights and batch: logits, loss and every gradient agree within `TOLERANCE`.
+/// weights and batch: logits, loss and every gradient agree within `TOLERANCE` — for the
+/// tutorial's network (its three blocks run as one fused op), with ReLU (rectified inside
+/// that op) and with batch norm (one block at a time, unpooled convolutions).
 #[test]
 fn cpu_kernels_agree_with_burns_conv2d() {
+    use torchlet_model::Activation;
+    let tutorial = SeedConvNetConfig::new();
+    cpu_kernels_agree_on(&tutorial);
+    cpu_kernels_agree_on(&tutorial.clone().with_activation(Activation::Relu));
+    cpu_kernels_agree_on(
+        &tutorial
+            .with_activation(Activation::Relu)
+            .with_batch_norm(true),
+    );
+}
+
+fn cpu_kernels_agree_on(config: &SeedConvNetConfig) {
     use burn::module::Module;
     use burn::tensor::Distribution;
     use torchlet_model::CpuKernels;
 
     let device = Device::flex().autodiff();
     assert!(torchlet_model::cpu::supports(&device));
-    let burn_model = SeedConvNetConfig::new()
+    let burn_model = config
+        .clone()
         .with_cpu_kernels(Some(CpuKernels::Burn))
         .init(&device);
     let mut ours = burn_model.clone();
@@ -440,14 +455,14 @@ fn cpu_kernels_agree_with_burns_conv2d() {
         let (loss_ours, grads_ours) = loss_and_grads(&ours, images.clone(), &targets);
         assert!(
             (loss_burn - loss_ours).abs() <= TOLERANCE,
-            "loss: Burn {loss_burn} vs ours {loss_ours}"
+            "{config:?}: loss: Burn {loss_burn} vs ours {loss_ours}"
         );
         for ((name, gb), (_, go)) in grads_burn.iter().zip(&grads_ours) {
             let scale = gb.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             let diff = max_abs_diff_of(go, gb);
             assert!(
                 diff <= TOLERANCE * scale,
-                "{name} (batch {batch}): max |Δgrad| {diff} (largest |grad| {scale})"
+                "{config:?}, {name} (batch {batch}): max |Δgrad| {diff} (largest |grad| {scale})"
             );
         }
         // Inference (no autodiff) agrees too.
@@ -459,7 +474,7 @@ fn cpu_kernels_agree_with_burns_conv2d() {
             &logits_ours.try_to_vec::<f32>().unwrap(),
             &logits_burn.try_to_vec::<f32>().unwrap(),
         );
-        assert!(diff <= TOLERANCE, "logits: max |Δ| {diff}");
+        assert!(diff <= TOLERANCE, "{config:?}: logits: max |Δ| {diff}");
     }
 }
 
@@ -485,7 +500,19 @@ fn cpu_kernels_decline_what_they_cannot_run() {
     assert!(cpu::conv2d(x.clone(), w.clone(), Tensor::<1>::zeros([3], &flex), 2).is_none());
     let w35 = Tensor::<4>::zeros([4, 3, 3, 5], &flex);
     assert!(cpu::conv2d_pool2(x.clone(), w35, b.clone(), 1).is_none());
-    assert!(cpu::conv2d_pool2(x, w, b, 5).is_none());
+    assert!(cpu::conv2d_pool2(x.clone(), w.clone(), b.clone(), 5).is_none());
+    // A stack whose second block does not read the first block's 4 channels (8×8 → 4×4 → 2×2).
+    let next = |c_in: usize| {
+        (
+            Tensor::<4>::zeros([4, c_in, 3, 3], &flex),
+            Tensor::<1>::zeros([4], &flex),
+            1,
+        )
+    };
+    let stack = |second: usize| [(w.clone(), b.clone(), 2), next(second), next(4)];
+    let y = cpu::conv_pool_stack3(x.clone(), stack(4), false).expect("blocks that chain");
+    assert_eq!(y.dims(), [2, 4, 1, 1]);
+    assert!(cpu::conv_pool_stack3(x, stack(3), false).is_none());
     // Not a Flex device.
     #[cfg(feature = "ndarray")]
     {

@@ -187,12 +187,19 @@ pub struct SeedConvNet {
 impl SeedConvNet {
     /// Maps images `[batch, 3, 32, 32]` to logits `[batch, num_classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        // [batch, 3, 32, 32] -> [batch, 32, 16, 16]
-        let x = self.block(&self.conv1, self.bn1.as_ref(), images);
-        // -> [batch, 32, 8, 8]
-        let x = self.block(&self.conv2, self.bn2.as_ref(), x);
-        // -> [batch, 64, 4, 4]
-        let x = self.block(&self.conv3, self.bn3.as_ref(), x);
+        // [batch, 3, 32, 32] -> [batch, 64, 4, 4]: the three blocks as one op on torchlet's
+        // CPU kernels where they run, else one block at a time:
+        let x = match self.fused_blocks(&images) {
+            Some(x) => x,
+            None => {
+                // [batch, 3, 32, 32] -> [batch, 32, 16, 16]
+                let x = self.block(&self.conv1, self.bn1.as_ref(), images);
+                // -> [batch, 32, 8, 8]
+                let x = self.block(&self.conv2, self.bn2.as_ref(), x);
+                // -> [batch, 64, 4, 4]
+                self.block(&self.conv3, self.bn3.as_ref(), x)
+            }
+        };
         // -> [batch, 1024], channel-major like PyTorch's `nn.Flatten()`
         let x: Tensor<2> = x.flatten(1, 3);
         let x = self.drop(x);
@@ -219,15 +226,45 @@ impl SeedConvNet {
             .with_cpu_kernels((self.cpu_kernels != CpuKernels::Auto).then_some(self.cpu_kernels))
     }
 
-    /// One block: convolution, optional batch norm, activation, 2×2 max-pooling.
-    fn block(&self, conv: &Conv2d, bn: Option<&BatchNorm>, x: Tensor<4>) -> Tensor<4> {
+    /// The three blocks as one op of torchlet's CPU kernels ([`crate::cpu::conv_pool_stack3`]),
+    /// when they run these tensors and the network has no batch norm.
+    fn fused_blocks(&self, images: &Tensor<4>) -> Option<Tensor<4>> {
         #[cfg(feature = "flex")]
-        if bn.is_none()
-            && self.pool.kernel_size == [2, 2]
+        if self.bn1.is_none() && self.bn2.is_none() && self.bn3.is_none() && self.fusable_pool() {
+            let block = |conv: &Conv2d| {
+                let pad = self.kernel_padding(conv)?;
+                Some((conv.weight.val(), conv.bias.as_ref()?.val(), pad))
+            };
+            let blocks = [
+                block(&self.conv1)?,
+                block(&self.conv2)?,
+                block(&self.conv3)?,
+            ];
+            let relu = match self.activation {
+                Activation::None => false,
+                Activation::Relu => true,
+            };
+            return crate::cpu::conv_pool_stack3(images.clone(), blocks, relu);
+        }
+        let _ = images;
+        None
+    }
+
+    /// Whether `pool` is the plain 2×2 max-pooling the fused kernels compute.
+    #[cfg(feature = "flex")]
+    fn fusable_pool(&self) -> bool {
+        self.pool.kernel_size == [2, 2]
             && self.pool.stride == [2, 2]
             && self.pool.dilation == [1, 1]
             && !self.pool.ceil_mode
             && matches!(self.pool.padding, PaddingConfig2d::Valid)
+    }
+
+    /// One block: convolution, optional batch norm, activation, 2×2 max-pooling.
+    fn block(&self, conv: &Conv2d, bn: Option<&BatchNorm>, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        if bn.is_none()
+            && self.fusable_pool()
             && let Some(pad) = self.kernel_padding(conv)
             && let Some(bias) = &conv.bias
             && let Some(y) = crate::cpu::conv2d_pool2(x.clone(), conv.weight.val(), bias.val(), pad)

@@ -33,6 +33,10 @@
 
 use rayon::prelude::*;
 
+mod stack;
+
+pub use stack::{Block, conv_pool_stack_backward, conv_pool_stack_forward};
+
 /// Geometry of one convolution call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -1238,6 +1242,48 @@ type ForwardFn = fn(&ConvGeometry, Maps<'_>, &[f32], Option<&[f32]>, Out<'_>);
 /// A weight-gradient chunk kernel compiled for one instruction set.
 type WeightGradFn = fn(&ConvGeometry, &[f32], Maps<'_>, &mut [f32]);
 
+/// Weights `[c_out, k_dim]` as 64-byte-aligned rows `[k_dim][ldn]`, `ldn` = `c_out` rounded
+/// up to `nr`: `rows[r·ldn + co] = w[co, r]` (columns past `c_out` zero).
+fn weight_rows(g: &ConvGeometry, w: &[f32], nr: usize) -> Aligned {
+    let k_dim = g.k_dim();
+    let ldn = round_up(g.c_out, nr);
+    let mut rows = Aligned::zeros(k_dim * ldn);
+    let r = rows.get_mut();
+    for (co, wr) in w.chunks_exact(k_dim.max(1)).enumerate() {
+        for (k, v) in wr.iter().enumerate() {
+            r[k * ldn + co] = *v;
+        }
+    }
+    rows
+}
+
+/// The weights of the input gradient's convolution (`g.transposed()`): the kernel flipped and
+/// its channel axes swapped, `wt[ci, co, kh, kw] = w[co, ci, k−1−kh, k−1−kw]`.
+fn flipped(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
+    let k = g.kernel;
+    let mut wt = vec![0.0f32; w.len()];
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for kh in 0..k {
+                for kw in 0..k {
+                    wt[((ci * g.c_out + co) * k + kh) * k + kw] =
+                        w[((co * g.c_in + ci) * k + (k - 1 - kh)) * k + (k - 1 - kw)];
+                }
+            }
+        }
+    }
+    wt
+}
+
+/// `dw[co, r] = dwt[r·ldn + co]`: the weight gradient out of the tiles' transposed layout.
+fn untranspose(g: &ConvGeometry, dwt: &[f32], ldn: usize, dw: &mut [f32]) {
+    for (co, row) in dw.chunks_exact_mut(g.k_dim().max(1)).enumerate() {
+        for (r, v) in row.iter_mut().enumerate() {
+            *v = dwt[r * ldn + co];
+        }
+    }
+}
+
 fn forward_generic<T: Tile>(
     g: &ConvGeometry,
     x: Maps<'_>,
@@ -1246,15 +1292,7 @@ fn forward_generic<T: Tile>(
     out: Out<'_>,
     chunk: ForwardFn,
 ) {
-    // Weights as rows [k_dim][ldn]: w_rows[r·ldn + co] = w[co, r] (columns past c_out zero).
-    let k_dim = g.k_dim();
-    let ldn = round_up(g.c_out, T::NR);
-    let mut w_rows = Aligned::zeros(k_dim * ldn);
-    for (co, wr) in w.chunks_exact(k_dim).enumerate() {
-        for (r, v) in wr.iter().enumerate() {
-            w_rows.get_mut()[r * ldn + co] = *v;
-        }
-    }
+    let w_rows = weight_rows(g, w, T::NR);
     let w_rows = w_rows.get();
     let images = chunk_len(g.batch);
     let part = |c: usize, n: usize| x.images(g.c_in, g.height, g.width, c * images, n);
@@ -1307,12 +1345,7 @@ fn weight_grad_generic<T: Tile>(
                 a
             },
         );
-    // dw[co, r] = dwt[r, co]
-    for (co, row) in dw.chunks_exact_mut(k_dim).enumerate() {
-        for (r, v) in row.iter_mut().enumerate() {
-            *v = dwt[r * ldn + co];
-        }
-    }
+    untranspose(g, &dwt, ldn, dw);
 }
 
 /// Instantiates the chunk kernels for one instruction set: `$fwd` and `$wgrad` are safe
@@ -1442,6 +1475,40 @@ impl Isa {
     }
 }
 
+/// The chunk kernels of one instruction set, with the tile sizes their operands are padded to.
+#[derive(Clone, Copy)]
+struct ChunkKernels {
+    /// [`forward_chunk`] for the set.
+    forward: ForwardFn,
+    /// `NR` of its forward tile: the weight rows' width is padded to it.
+    forward_nr: usize,
+    /// [`weight_grad_chunk`] for the set.
+    weight_grad: WeightGradFn,
+    /// `MR` and `NR` of its weight-gradient tile: `dwt` is padded to them.
+    weight_grad_tile: (usize, usize),
+}
+
+impl Isa {
+    /// The chunk kernels of this set, which must be one of [`Isa::supported`].
+    fn chunk_kernels(self) -> ChunkKernels {
+        fn of<F: Tile, W: Tile>(forward: ForwardFn, weight_grad: WeightGradFn) -> ChunkKernels {
+            ChunkKernels {
+                forward,
+                forward_nr: F::NR,
+                weight_grad,
+                weight_grad_tile: (W::MR, W::NR),
+            }
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => of::<Avx512Tile, Avx512Tile>(forward_avx512, weight_grad_avx512),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => of::<Avx2FwdTile, Avx2Tile>(forward_avx2, weight_grad_avx2),
+            _ => of::<PortableTile, PortableTile>(forward_portable, weight_grad_portable),
+        }
+    }
+}
+
 fn forward_dispatch(g: &ConvGeometry, x: Maps<'_>, w: &[f32], bias: Option<&[f32]>, out: Out<'_>) {
     forward_on(Isa::detect(), g, x, w, bias, out)
 }
@@ -1521,19 +1588,7 @@ fn input_grad(g: &ConvGeometry, dy: Maps<'_>, w: &[f32], dx: &mut [f32]) -> Opti
     if g.pad >= g.kernel {
         return None;
     }
-    let k = g.kernel;
-    // wt[ci, co, kh, kw] = w[co, ci, k−1−kh, k−1−kw]
-    let mut wt = vec![0.0f32; w.len()];
-    for co in 0..g.c_out {
-        for ci in 0..g.c_in {
-            for kh in 0..k {
-                for kw in 0..k {
-                    wt[((ci * g.c_out + co) * k + kh) * k + kw] =
-                        w[((co * g.c_in + ci) * k + (k - 1 - kh)) * k + (k - 1 - kw)];
-                }
-            }
-        }
-    }
+    let wt = flipped(g, w);
     let t = g.transposed();
     forward_dispatch(&t, dy, &wt, None, Out::Conv(dx));
     Some(())

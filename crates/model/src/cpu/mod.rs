@@ -88,6 +88,67 @@ pub fn conv2d_pool2(
     })
 }
 
+/// Three [`conv2d_pool2`] blocks (the tutorial's feature extractor), each optionally followed
+/// by ReLU, as one op: `blocks[l]` is block `l`'s weight, bias and padding. Each task takes a
+/// few images through all three blocks (and back in the backward pass), so rayon's threads meet
+/// once per pass instead of once per layer, and a chunk's activations stay in its core's cache.
+/// The values are those of the three blocks run one after the other.
+///
+/// Returns `None` under the conditions of [`conv2d`], or when a block's input is not the
+/// previous block's pooled output.
+pub fn conv_pool_stack3(
+    x: Tensor<4>,
+    blocks: [(Tensor<4>, Tensor<1>, usize); 3],
+    relu: bool,
+) -> Option<Tensor<4>> {
+    let f32s = blocks
+        .iter()
+        .all(|(w, b, _)| w.dtype() == DType::F32 && b.dtype() == DType::F32);
+    let shapes = blocks
+        .each_ref()
+        .map(|(w, b, pad)| (w.shape(), b.shape(), *pad));
+    if !(supports(&x.device()) && x.dtype() == DType::F32 && f32s)
+        || stack_geometries(&x.shape(), &shapes).is_none()
+    {
+        return None;
+    }
+    let [(w1, b1, p1), (w2, b2, p2), (w3, b3, p3)] = blocks;
+    Some(Tensor::from_dispatch(
+        <Dispatch as CpuConvBackend>::torchlet_conv_pool_stack3(
+            x.into_dispatch(),
+            w1.into_dispatch(),
+            b1.into_dispatch(),
+            w2.into_dispatch(),
+            b2.into_dispatch(),
+            w3.into_dispatch(),
+            b3.into_dispatch(),
+            [p1, p2, p3],
+            relu,
+        ),
+    ))
+}
+
+/// The geometries of a stack of `conv → 2×2 max-pool` blocks on an input of shape `x`, given
+/// each block's weight shape, bias shape and padding; `None` unless every block fits its input
+/// and the stack has something to compute.
+fn stack_geometries(x: &Shape, blocks: &[(Shape, Shape, usize); 3]) -> Option<[ConvGeometry; 3]> {
+    let mut input = x.clone();
+    let mut gs = Vec::with_capacity(blocks.len());
+    for (w, b, pad) in blocks {
+        let g = geometry(&input, w, b, *pad)?;
+        let (ph, pw) = kernels::pooled_size(&g);
+        input = Shape::new([g.batch, g.c_out, ph, pw]);
+        gs.push(g);
+    }
+    let gs: [ConvGeometry; 3] = gs.try_into().ok()?;
+    // Empty maps anywhere: nothing for the fused op to do; the plain ops handle it.
+    let nonempty = gs.iter().all(|g| {
+        let (ph, pw) = kernels::pooled_size(g);
+        g.c_in * g.height * g.width > 0 && g.c_out * ph * pw > 0
+    });
+    nonempty.then_some(gs)
+}
+
 /// Whether the kernels can run these tensors: a Flex device, `f32`, shapes that fit together.
 fn accepts(x: &Tensor<4>, weight: &Tensor<4>, bias: &Tensor<1>, pad: usize) -> bool {
     supports(&x.device())
@@ -133,6 +194,20 @@ pub trait CpuConvBackend: Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         pad: usize,
+    ) -> FloatTensor<Self>;
+
+    /// See [`conv_pool_stack3`].
+    #[allow(clippy::too_many_arguments)]
+    fn torchlet_conv_pool_stack3(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        b2: FloatTensor<Self>,
+        w3: FloatTensor<Self>,
+        b3: FloatTensor<Self>,
+        pads: [usize; 3],
+        relu: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -227,6 +302,141 @@ impl CpuConvBackend for Flex {
     ) -> FloatTensor<Self> {
         let g = checked_geometry(&x, &weight, &bias, pad);
         forward(&g, &x, &weight, &bias, true).0
+    }
+
+    fn torchlet_conv_pool_stack3(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        b2: FloatTensor<Self>,
+        w3: FloatTensor<Self>,
+        b3: FloatTensor<Self>,
+        pads: [usize; 3],
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let [_, _, y] = stack_forward(x, [(w1, b1), (w2, b2), (w3, b3)], pads, relu).ys;
+        y
+    }
+}
+
+/// What the stack's forward pass returns and keeps for its backward pass.
+#[derive(Debug, Clone)]
+struct StackState {
+    /// The first block's input.
+    x: FlexTensor,
+    /// Each block's weights and bias.
+    params: [(FlexTensor, FlexTensor); 3],
+    gs: [ConvGeometry; 3],
+    /// Each block's (pooled, rectified) output; the last one is the op's output.
+    ys: [FlexTensor; 3],
+    /// Each block's window positions.
+    idx: Arc<[Vec<u8>; 3]>,
+    relu: bool,
+}
+
+/// The forward pass of [`conv_pool_stack3`] on Flex tensors (checked before dispatch).
+fn stack_forward(
+    x: FlexTensor,
+    params: [(FlexTensor, FlexTensor); 3],
+    pads: [usize; 3],
+    relu: bool,
+) -> StackState {
+    let shapes = [0, 1, 2].map(|l| (shape_of(&params[l].0), shape_of(&params[l].1), pads[l]));
+    let Some(gs) = stack_geometries(&shape_of(&x), &shapes) else {
+        panic!("torchlet conv stack: shapes are checked before dispatch");
+    };
+    let pooled = gs.map(|g| {
+        let (ph, pw) = kernels::pooled_size(&g);
+        g.batch * g.c_out * ph * pw
+    });
+    let mut ys: [Vec<f32>; 3] = pooled.map(zeroed);
+    let mut idx: [Vec<u8>; 3] = pooled.map(zeroed);
+    {
+        let wb = params.each_ref().map(|(w, b)| (values(w), values(b)));
+        let blocks = [0, 1, 2].map(|l| kernels::Block {
+            g: gs[l],
+            w: &wb[l].0,
+            b: &wb[l].1,
+        });
+        let mut y_refs = ys.each_mut().map(|y| y.as_mut_slice());
+        let mut i_refs = idx.each_mut().map(|i| i.as_mut_slice());
+        let done =
+            kernels::conv_pool_stack_forward(&blocks, &values(&x), relu, &mut y_refs, &mut i_refs);
+        assert!(
+            done.is_some(),
+            "torchlet conv stack: lengths are checked before dispatch"
+        );
+    }
+    let ys = [0, 1, 2].map(|l| {
+        let (ph, pw) = kernels::pooled_size(&gs[l]);
+        let shape = Shape::new([gs[l].batch, gs[l].c_out, ph, pw]);
+        tensor(std::mem::take(&mut ys[l]), shape)
+    });
+    StackState {
+        x,
+        params,
+        gs,
+        ys,
+        idx: Arc::new(idx),
+        relu,
+    }
+}
+
+/// The backward pass of [`conv_pool_stack3`].
+#[derive(Debug)]
+struct StackBackward;
+
+impl Backward<Flex, 7> for StackBackward {
+    type State = StackState;
+
+    fn backward(self, ops: Ops<Self::State, 7>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, w1, b1, w2, b2, w3, b3] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let params = s.params.each_ref().map(|(w, b)| (values(w), values(b)));
+        let blocks = [0, 1, 2].map(|l| kernels::Block {
+            g: s.gs[l],
+            w: &params[l].0,
+            b: &params[l].1,
+        });
+        let ys = s.ys.each_ref().map(values);
+        let y_refs = ys.each_ref().map(|y| &**y);
+        let i_refs = s.idx.each_ref().map(|i| i.as_slice());
+        let x = values(&s.x);
+        let mut dx = node_x.as_ref().map(|_| zeroed(x.len()));
+        let mut dw = params.each_ref().map(|(w, _)| vec![0.0f32; w.len()]);
+        let mut db = params.each_ref().map(|(_, b)| vec![0.0f32; b.len()]);
+        let done = kernels::conv_pool_stack_backward(
+            &blocks,
+            &x,
+            &y_refs,
+            &i_refs,
+            s.relu,
+            &values(&dy),
+            dx.as_deref_mut(),
+            &mut dw.each_mut().map(|v| v.as_mut_slice()),
+            &mut db.each_mut().map(|v| v.as_mut_slice()),
+        );
+        assert!(
+            done.is_some(),
+            "torchlet conv stack backward: shapes were checked in the forward pass"
+        );
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, tensor(dx, shape_of(&s.x)));
+        }
+        let [dw1, dw2, dw3] = dw;
+        let [db1, db2, db3] = db;
+        let params = [(w1, dw1, 0, false), (b1, db1, 0, true), (w2, dw2, 1, false)]
+            .into_iter()
+            .chain([(b2, db2, 1, true), (w3, dw3, 2, false), (b3, db3, 2, true)]);
+        for (node, grad, l, is_bias) in params {
+            if let Some(node) = node {
+                let (w, b) = &s.params[l];
+                let shape = shape_of(if is_bias { b } else { w });
+                grads.register::<Flex>(node.id, tensor(grad, shape));
+            }
+        }
     }
 }
 
@@ -330,5 +540,27 @@ impl<C: CheckpointStrategy> CpuConvBackend for Autodiff<Flex, C> {
         pad: usize,
     ) -> FloatTensor<Self> {
         tracked::<C>(x, weight, bias, pad, true)
+    }
+
+    fn torchlet_conv_pool_stack3(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        b2: FloatTensor<Self>,
+        w3: FloatTensor<Self>,
+        b3: FloatTensor<Self>,
+        pads: [usize; 3],
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let nodes = [&x, &w1, &b1, &w2, &b2, &w3, &b3].map(|t| t.node());
+        let p = |t: &FloatTensor<Self>| t.primitive().clone();
+        let params = [(p(&w1), p(&b1)), (p(&w2), p(&b2)), (p(&w3), p(&b3))];
+        let state = stack_forward(p(&x), params, pads, relu);
+        let out = state.ys[2].clone();
+        match StackBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(state, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
     }
 }
