@@ -350,8 +350,10 @@ fn stack_forward(
         let (ph, pw) = kernels::pooled_size(&g);
         g.batch * g.c_out * ph * pw
     });
-    let mut ys: [Vec<f32>; 3] = pooled.map(zeroed);
-    let mut idx: [Vec<u8>; 3] = pooled.map(zeroed);
+    // Zeroed by the allocator (fresh pages, first touched by the thread that writes them):
+    // zeroing them here would be three more parallel sections for the threads to meet at.
+    let mut ys: [Vec<f32>; 3] = pooled.map(|n| vec![0.0; n]);
+    let mut idx: [Vec<u8>; 3] = pooled.map(|n| vec![0; n]);
     {
         let wb = params.each_ref().map(|(w, b)| (values(w), values(b)));
         let blocks = [0, 1, 2].map(|l| kernels::Block {

@@ -15,9 +15,17 @@
 use rayon::prelude::*;
 
 use super::{
-    Aligned, ChunkKernels, ConvGeometry, Isa, Maps, Out, chunk_len, flipped, pooled_size, round_up,
+    Aligned, ChunkKernels, ConvGeometry, Isa, Maps, Out, flipped, pooled_size, round_up,
     untranspose, weight_rows,
 };
+
+/// Images per task: as for one layer ([`super::chunk_len`]), but at most 8, so that what a
+/// task reads and writes (about 1 MiB for 8 of the tutorial's images in the backward pass:
+/// activations, their gradients, its share of the weight gradients) fits a core's L2 cache at
+/// any batch size.
+fn chunk_len(batch: usize) -> usize {
+    super::chunk_len(batch).min(8)
+}
 
 /// One `conv → 2×2 max-pool` block of a stack.
 #[derive(Debug, Clone, Copy)]
