@@ -30,6 +30,10 @@
 //! compiled once per instruction set (`#[target_feature]`) and chosen at run time
 //! ([`Isa::detect`]). Images of a batch are split into small tasks over rayon's threads; every
 //! buffer is padded to whole tiles, so the inner loop has no edge cases.
+//!
+//! [`conv_pool_stack_forward`] and [`conv_pool_stack_backward`] run a stack of fused
+//! conv → pool blocks (the tutorial's three) a few images at a time through every block, so
+//! the threads meet once per pass rather than once per layer.
 
 use rayon::prelude::*;
 

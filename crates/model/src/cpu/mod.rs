@@ -4,14 +4,15 @@
 //! weight gradient) and its 2×2 max-pooling at a fraction of the CPU's speed. This module
 //! replaces exactly those ops with [`kernels`] (implicit-GEMM convolutions on a register-tiled
 //! AVX-512 / AVX2 micro-kernel, the pooling fused into them, images split over rayon's
-//! threads) and wires them into Burn through its backend extension API: [`conv2d`] and
-//! [`conv2d_pool2`] are differentiable ops on Flex and on `Autodiff<Flex>`, with a
-//! hand-written backward pass. Everything else (linear layers, loss, autodiff, optimizer)
-//! stays Burn's.
+//! threads) and wires them into Burn through its backend extension API: [`conv2d`],
+//! [`conv2d_pool2`] and [`conv_pool_stack3`] (the three blocks of the tutorial's network in
+//! one op) are differentiable ops on Flex and on `Autodiff<Flex>`, with a hand-written
+//! backward pass. Everything else (linear layers, loss, autodiff, optimizer) stays Burn's.
 //!
-//! [`SeedConvNet`](crate::SeedConvNet) uses it by default on a Flex device
-//! ([`CpuKernels::Auto`](crate::CpuKernels)); [`CpuKernels::Burn`](crate::CpuKernels) keeps
-//! Burn's own `Conv2d` for comparison.
+//! [`SeedConvNet`](crate::SeedConvNet) uses them by default on a Flex device
+//! ([`CpuKernels::Auto`](crate::CpuKernels)): [`conv_pool_stack3`] without batch norm,
+//! [`conv2d`] (then Burn's batch norm and pooling) with it. [`CpuKernels::Burn`](crate::CpuKernels)
+//! keeps Burn's own `Conv2d` for comparison.
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};
