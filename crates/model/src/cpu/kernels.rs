@@ -1252,10 +1252,11 @@ fn weight_rows(g: &ConvGeometry, w: &[f32], nr: usize) -> Aligned {
     let k_dim = g.k_dim();
     let ldn = round_up(g.c_out, nr);
     let mut rows = Aligned::zeros(k_dim * ldn);
-    let r = rows.get_mut();
-    for (co, wr) in w.chunks_exact(k_dim.max(1)).enumerate() {
-        for (k, v) in wr.iter().enumerate() {
-            r[k * ldn + co] = *v;
+    // Written in order, read across the `c_out` rows of `w` (whose lines stay in L1): the
+    // other way round every write touched another cache line.
+    for (k, row) in rows.get_mut().chunks_exact_mut(ldn.max(1)).enumerate() {
+        for (co, v) in row[..g.c_out].iter_mut().enumerate() {
+            *v = w[co * k_dim + k];
         }
     }
     rows
@@ -1266,8 +1267,8 @@ fn weight_rows(g: &ConvGeometry, w: &[f32], nr: usize) -> Aligned {
 fn flipped(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
     let k = g.kernel;
     let mut wt = vec![0.0f32; w.len()];
-    for co in 0..g.c_out {
-        for ci in 0..g.c_in {
+    for ci in 0..g.c_in {
+        for co in 0..g.c_out {
             for kh in 0..k {
                 for kw in 0..k {
                     wt[((ci * g.c_out + co) * k + kh) * k + kw] =
@@ -1277,6 +1278,23 @@ fn flipped(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
         }
     }
     wt
+}
+
+/// [`weight_rows`] of the input gradient's convolution, `weight_rows(&g.transposed(),
+/// &flipped(g, w), nr)`, built in one pass: `rows[(co, kh, kw)·ldn + ci] = w[co, ci, k−1−kh,
+/// k−1−kw]`, written in order.
+fn flipped_rows(g: &ConvGeometry, w: &[f32], nr: usize) -> Aligned {
+    let (k, k_dim) = (g.kernel, g.c_out * g.kernel * g.kernel);
+    let ldn = round_up(g.c_in, nr);
+    let mut rows = Aligned::zeros(k_dim * ldn);
+    for (r, row) in rows.get_mut().chunks_exact_mut(ldn.max(1)).enumerate() {
+        let (co, kh, kw) = (r / (k * k), r / k % k, r % k);
+        let tap = (k - 1 - kh) * k + (k - 1 - kw);
+        for (ci, v) in row[..g.c_in].iter_mut().enumerate() {
+            *v = w[(co * g.c_in + ci) * k * k + tap];
+        }
+    }
+    rows
 }
 
 /// `dw[co, r] = dwt[r·ldn + co]`: the weight gradient out of the tiles' transposed layout.
@@ -1837,6 +1855,18 @@ mod tests {
             pad: 2,
         },
     ];
+
+    #[test]
+    fn flipped_rows_are_the_rows_of_the_flipped_weights() {
+        let mut seed = 11;
+        for g in GEOMETRIES {
+            let w = values(g.c_out * g.k_dim(), &mut seed);
+            for nr in [8, 16, 32] {
+                let want = weight_rows(&g.transposed(), &flipped(&g, &w), nr);
+                assert_eq!(flipped_rows(&g, &w, nr).get(), want.get(), "{g:?}, nr {nr}");
+            }
+        }
+    }
 
     #[test]
     fn forward_matches_the_definition() {

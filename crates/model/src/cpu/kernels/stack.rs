@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 
 use super::{
-    Aligned, ChunkKernels, ConvGeometry, Isa, Maps, Out, flipped, pooled_size, round_up,
+    Aligned, ChunkKernels, ConvGeometry, Isa, Maps, Out, flipped_rows, pooled_size, round_up,
     untranspose, weight_rows,
 };
 
@@ -225,11 +225,7 @@ fn backward_on(
         .iter()
         .enumerate()
         .map(|(l, b)| {
-            (l > 0 || want_dx).then(|| {
-                let t = b.g.transposed();
-                let rows = weight_rows(&t, &flipped(&b.g, b.w), k.forward_nr);
-                (t, rows)
-            })
+            (l > 0 || want_dx).then(|| (b.g.transposed(), flipped_rows(&b.g, b.w, k.forward_nr)))
         })
         .collect();
     let (mr, nr) = k.weight_grad_tile;
