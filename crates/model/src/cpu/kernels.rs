@@ -1745,7 +1745,7 @@ mod tests {
     use super::*;
 
     /// Deterministic values in [-0.5, 0.5).
-    fn values(n: usize, seed: &mut u64) -> Vec<f32> {
+    pub(super) fn values(n: usize, seed: &mut u64) -> Vec<f32> {
         (0..n)
             .map(|_| {
                 *seed = seed

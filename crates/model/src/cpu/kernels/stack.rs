@@ -245,7 +245,7 @@ fn backward_on(
     let sums = dx_parts
         .into_par_iter()
         .enumerate()
-        .fold(zero, |mut acc, (c, dxc)| {
+        .fold(zero, |mut acc, (c, mut dxc)| {
             let first = c * images;
             let n = images.min(blocks[0].g.batch - first);
             // Images `first..first + n` of a batch of `per`-value images.
@@ -258,7 +258,6 @@ fn backward_on(
             if relu {
                 relu_mask(&mut grad, &ys[top][part(per_top)]);
             }
-            let mut dxc = dxc;
             for l in (0..blocks.len()).rev() {
                 let g = &blocks[l].g;
                 let per = pooled_image(g);
@@ -317,20 +316,9 @@ fn backward_on(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::tests::values;
     use super::super::{conv2d_pool2_backward, conv2d_pool2_forward};
     use super::*;
-
-    /// Deterministic values in [-0.5, 0.5).
-    fn values(n: usize, seed: &mut u64) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                *seed = seed
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
 
     /// Largest difference, relative to the largest magnitude when that is above 1.
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
