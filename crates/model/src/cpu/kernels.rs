@@ -438,6 +438,29 @@ simd_tile!(
 type Pool32Fn =
     fn(&Padded, usize, &[f32], usize, usize, &[f32; 4], &mut [f32], &mut [u8], usize, usize);
 
+/// Whether every read and write of a [`Pool32Fn`] call stays inside its slices: rows `oy`,
+/// `oy + 1` of the padded image (32 values from each tap's offset), 4 columns of weight rows
+/// from `co0`, and 16 pooled values of 4 channels from `at`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn pool_pair32_in_bounds(
+    xp: &Padded,
+    oy: usize,
+    w_rows: &[f32],
+    ldn: usize,
+    co0: usize,
+    y: &[f32],
+    idx: &[u8],
+    at: usize,
+    plane: usize,
+) -> bool {
+    let k_dim = xp.offsets.len();
+    let max_off = xp.offsets.last().copied().unwrap_or(0);
+    max_off + (oy + 1) * xp.pw + 32 <= xp.data.len()
+        && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
+        && at + 3 * plane + 16 <= y.len().min(idx.len())
+}
+
 /// [`Pool32Fn`] on AVX-512: each output row lies in the lanes of two vectors (the reverse of
 /// the [`Tile`] layout), so the pooling and the stores of a pooled row — 16 values per
 /// channel — are whole-vector operations. Made for a first layer: with few input channels
@@ -456,13 +479,9 @@ fn pool_pair32_avx512(
     at: usize,
     plane: usize,
 ) {
-    let k_dim = xp.offsets.len();
-    let max_off = xp.offsets.last().copied().unwrap_or(0);
-    assert!(
-        max_off + (oy + 1) * xp.pw + 32 <= xp.data.len()
-            && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
-            && at + 3 * plane + 16 <= y.len().min(idx.len())
-    );
+    assert!(pool_pair32_in_bounds(
+        xp, oy, w_rows, ldn, co0, y, idx, at, plane
+    ));
     // SAFETY: only reachable through `Isa::supported`, which found AVX-512F; the bounds of every
     // read and write were checked just above.
     #[allow(unsafe_code)]
@@ -655,13 +674,9 @@ fn pool_pair32_avx2(
     at: usize,
     plane: usize,
 ) {
-    let k_dim = xp.offsets.len();
-    let max_off = xp.offsets.last().copied().unwrap_or(0);
-    assert!(
-        max_off + (oy + 1) * xp.pw + 32 <= xp.data.len()
-            && (k_dim == 0 || (k_dim - 1) * ldn + co0 + 4 <= w_rows.len())
-            && at + 3 * plane + 16 <= y.len().min(idx.len())
-    );
+    assert!(pool_pair32_in_bounds(
+        xp, oy, w_rows, ldn, co0, y, idx, at, plane
+    ));
     for c in [0, 2] {
         for half in [0, 16] {
             // SAFETY: only reachable through `Isa::supported`, which found AVX2 and FMA; the

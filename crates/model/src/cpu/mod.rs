@@ -351,8 +351,9 @@ fn stack_forward(
         let (ph, pw) = kernels::pooled_size(&g);
         g.batch * g.c_out * ph * pw
     });
-    // Zeroed by the allocator (fresh pages, first touched by the thread that writes them):
-    // zeroing them here would be three more parallel sections for the threads to meet at.
+    // Zeroed by `calloc` on this thread (fresh pages cost nothing until the workers write
+    // them; recycled heap memory is cleared here): zeroing them on both threads would be six
+    // more parallel sections for the threads to meet at.
     let mut ys: [Vec<f32>; 3] = pooled.map(|n| vec![0.0; n]);
     let mut idx: [Vec<u8>; 3] = pooled.map(|n| vec![0; n]);
     {
@@ -428,16 +429,15 @@ impl Backward<Flex, 7> for StackBackward {
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(node.id, tensor(dx, shape_of(&s.x)));
         }
-        let [dw1, dw2, dw3] = dw;
-        let [db1, db2, db3] = db;
-        let params = [(w1, dw1, 0, false), (b1, db1, 0, true), (w2, dw2, 1, false)]
-            .into_iter()
-            .chain([(b2, db2, 1, true), (w3, dw3, 2, false), (b3, db3, 2, true)]);
-        for (node, grad, l, is_bias) in params {
-            if let Some(node) = node {
-                let (w, b) = &s.params[l];
-                let shape = shape_of(if is_bias { b } else { w });
-                grads.register::<Flex>(node.id, tensor(grad, shape));
+        let nodes = [(w1, b1), (w2, b2), (w3, b3)];
+        for (((w_node, b_node), (w, b)), (dw, db)) in
+            nodes.into_iter().zip(&s.params).zip(dw.into_iter().zip(db))
+        {
+            if let Some(node) = w_node {
+                grads.register::<Flex>(node.id, tensor(dw, shape_of(w)));
+            }
+            if let Some(node) = b_node {
+                grads.register::<Flex>(node.id, tensor(db, shape_of(b)));
             }
         }
     }

@@ -238,6 +238,9 @@ fn backward_on(
             })
             .collect()
     };
+    // The last block's output gradient starts each task (`chains` checked there is one).
+    let top = blocks.len() - 1;
+    let per_top = pooled_image(&blocks[top].g);
     let dx_parts: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => dx.chunks_mut(per_x).map(Some).collect(),
         None => x.chunks(per_x).map(|_| None).collect(),
@@ -250,10 +253,6 @@ fn backward_on(
             let n = images.min(blocks[0].g.batch - first);
             // Images `first..first + n` of a batch of `per`-value images.
             let part = |per: usize| first * per..(first + n) * per;
-            let Some(top) = blocks.len().checked_sub(1) else {
-                return acc;
-            };
-            let per_top = pooled_image(&blocks[top].g);
             let mut grad = dy[part(per_top)].to_vec();
             if relu {
                 relu_mask(&mut grad, &ys[top][part(per_top)]);
@@ -550,6 +549,38 @@ mod tests {
             &mut db_refs,
         );
         assert!(done.is_none());
-        assert!(dw.iter().chain(&db).flatten().all(|v| *v == 2.5));
+        // A right-sized output gradient with a weight gradient or an input gradient of the
+        // wrong length.
+        let dy = vec![0.0; pooled[pooled.len() - 1]];
+        let mut short = vec![2.5; net.w[1].len() - 1];
+        dw_refs[1] = &mut short;
+        let done = conv_pool_stack_backward(
+            &blocks,
+            &net.x,
+            &y_refs,
+            &i_refs,
+            false,
+            &dy,
+            None,
+            &mut dw_refs,
+            &mut db_refs,
+        );
+        assert!(done.is_none());
+        let mut dw_refs: Vec<&mut [f32]> = dw.iter_mut().map(|v| &mut v[..]).collect();
+        let mut dx = vec![2.5; net.x.len() + 1];
+        let done = conv_pool_stack_backward(
+            &blocks,
+            &net.x,
+            &y_refs,
+            &i_refs,
+            false,
+            &dy,
+            Some(&mut dx),
+            &mut dw_refs,
+            &mut db_refs,
+        );
+        assert!(done.is_none());
+        assert!(dw.iter().chain(&db).flatten().chain(&dx).all(|v| *v == 2.5));
+        assert!(short.iter().all(|v| *v == 2.5));
     }
 }
