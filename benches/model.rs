@@ -30,6 +30,10 @@ fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64) {
             s.elapsed().as_secs_f64()
         })
         .collect();
+    if std::env::var_os("TORCHLET_BENCH_TRACE").is_some() {
+        let ms: Vec<String> = t.iter().map(|s| format!("{:.1}", s * 1e3)).collect();
+        println!("  ms per iteration, in order: {}", ms.join(" "));
+    }
     t.sort_by(f64::total_cmp);
     (t[0], t[t.len() / 2])
 }
@@ -82,7 +86,9 @@ fn main() {
             None => label.contains(f.as_str()),
         })
     };
-    // `TORCHLET_BENCH_ITERS=<n>` times more iterations (default 20) for steadier figures.
+    // `TORCHLET_BENCH_ITERS=<n>` times more iterations (default 20) for steadier figures;
+    // `TORCHLET_BENCH_TRACE=1` prints every iteration's time, in order (a slow minute on the
+    // machine shows as a run of slow iterations).
     let iters = match (full, std::env::var("TORCHLET_BENCH_ITERS")) {
         (false, _) => 1,
         (true, Ok(n)) => n.parse().unwrap_or(20).max(1),

@@ -154,6 +154,28 @@ trait Tile {
     /// `steps.len` consecutive `k`, run `r` reading `a` from `r · steps.stride` on (so `k`
     /// indexes `b` densely but may skip columns of `a`).
     fn run_rows_a(steps: Steps, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
+    /// `acc[kw·NR + j] += Σ_p vals[p] · a[starts[p] + kw·stride + j]` for `kw < POINT_TAPS`:
+    /// one kernel row's taps of `NR` channels-last input channels, summed over scattered
+    /// points (the windows' maxima behind a max-pooling, see [`weight_grad_points`]).
+    fn run_points(a: &[f32], stride: usize, starts: &[usize], vals: &[f32], acc: &mut [f32]);
+}
+
+/// Kernel width of [`Tile::run_points`]: the tutorial's 5 × 5 convolutions.
+const POINT_TAPS: usize = 5;
+
+/// Checks the bounds of a [`Tile::run_points`] call.
+fn points_in_bounds(
+    nr: usize,
+    a: &[f32],
+    stride: usize,
+    starts: &[usize],
+    vals: &[f32],
+    acc: &[f32],
+) -> bool {
+    let max_start = starts.iter().copied().max().unwrap_or(0);
+    starts.len() == vals.len()
+        && acc.len() >= POINT_TAPS * nr
+        && (starts.is_empty() || a.len() >= max_start + (POINT_TAPS - 1) * stride + nr)
 }
 
 /// The reduction of [`Tile::run_rows_a`]: `rows` runs of `len` steps, `stride` apart in `a`.
@@ -208,6 +230,20 @@ impl Tile for PortableTile {
             }
         }
     }
+    #[inline(always)]
+    fn run_points(a: &[f32], stride: usize, starts: &[usize], vals: &[f32], acc: &mut [f32]) {
+        for (s, v) in starts.iter().zip(vals) {
+            for (kw, row) in acc[..POINT_TAPS * Self::NR]
+                .chunks_exact_mut(Self::NR)
+                .enumerate()
+            {
+                let x = &a[s + kw * stride..][..Self::NR];
+                for (c, xj) in row.iter_mut().zip(x) {
+                    *c = v.mul_add(*xj, *c);
+                }
+            }
+        }
+    }
 }
 
 /// Checks the bounds of a [`Tile::run_shift_a`] call.
@@ -249,7 +285,7 @@ fn rows_a_in_bounds(
 macro_rules! simd_tile {
     ($name:ident, $features:literal, $mr:literal, $lanes:literal, $vec:ty,
      $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident,
-     $shift_a:ident, $rows_a:ident, $pool32:expr, $wgrad32:expr) => {
+     $shift_a:ident, $rows_a:ident, $points:ident, $pool32:expr, $wgrad32:expr) => {
         struct $name;
 
         impl Tile for $name {
@@ -290,6 +326,53 @@ macro_rules! simd_tile {
                 #[allow(unsafe_code)]
                 unsafe {
                     $rows_a(steps, a.as_ptr(), aoff, b.as_ptr(), ldb, acc.as_mut_ptr())
+                }
+            }
+            #[inline(always)]
+            fn run_points(
+                a: &[f32],
+                stride: usize,
+                starts: &[usize],
+                vals: &[f32],
+                acc: &mut [f32],
+            ) {
+                assert!(points_in_bounds(Self::NR, a, stride, starts, vals, acc));
+                // SAFETY: as in `run_shift_a`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    $points(a.as_ptr(), stride, starts, vals, acc.as_mut_ptr())
+                }
+            }
+        }
+
+        #[allow(unsafe_code)]
+        #[target_feature(enable = $features)]
+        unsafe fn $points(
+            a: *const f32,
+            stride: usize,
+            starts: &[usize],
+            vals: &[f32],
+            acc: *mut f32,
+        ) {
+            use std::arch::x86_64::*;
+            // SAFETY (whole body): the caller checked `points_in_bounds`.
+            unsafe {
+                let mut c: [[$vec; 2]; POINT_TAPS] = [[$zero(); 2]; POINT_TAPS];
+                for (kw, ck) in c.iter_mut().enumerate() {
+                    ck[0] = $load(acc.add(kw * 2 * $lanes));
+                    ck[1] = $load(acc.add(kw * 2 * $lanes + $lanes));
+                }
+                for (s, v) in starts.iter().zip(vals) {
+                    let vb = $set1(*v);
+                    let at = a.add(*s);
+                    for (kw, ck) in c.iter_mut().enumerate() {
+                        ck[0] = $fmadd(vb, $load(at.add(kw * stride)), ck[0]);
+                        ck[1] = $fmadd(vb, $load(at.add(kw * stride + $lanes)), ck[1]);
+                    }
+                }
+                for (kw, ck) in c.iter().enumerate() {
+                    $store(acc.add(kw * 2 * $lanes), ck[0]);
+                    $store(acc.add(kw * 2 * $lanes + $lanes), ck[1]);
                 }
             }
         }
@@ -387,6 +470,7 @@ simd_tile!(
     _mm512_fmadd_ps,
     avx512_shift_a,
     avx512_rows_a,
+    avx512_points,
     Some(pool_pair32_avx512),
     Some(wgrad32_avx512)
 );
@@ -404,6 +488,7 @@ simd_tile!(
     _mm256_fmadd_ps,
     avx2_shift_a,
     avx2_rows_a,
+    avx2_points,
     None,
     // Measured slower than the general tile on AVX2 (6 loads per 8 FMAs with 16 registers).
     None
@@ -426,6 +511,7 @@ simd_tile!(
     _mm256_fmadd_ps,
     avx2x4_shift_a,
     avx2x4_rows_a,
+    avx2x4_points,
     Some(pool_pair32_avx2),
     None
 );
@@ -1122,8 +1208,9 @@ fn forward_chunk<T: Tile>(
     }
 }
 
-/// Weight gradient of consecutive images, accumulated into `dwt` (`[k_dim, c_out]`, rows
-/// padded to `T::MR`, columns to `T::NR`).
+/// Weight gradient of consecutive images, accumulated into `dwt`: `[k_dim, c_out]`, rows
+/// padded to `T::MR`, columns to `T::NR`, or where [`weight_grad_points`] runs (see
+/// [`points_fit`]) its own layout; [`weight_grad_out`] reads either.
 #[inline(always)]
 fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &mut [f32]) {
     let (mr, nr) = (T::MR, T::NR);
@@ -1133,6 +1220,12 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &m
         && rows32(g)
     {
         weight_grad_rows32(g, x, dy, dwt, round_up(g.c_out, nr), nr, wgrad32);
+        return;
+    }
+    if let Maps::Unpooled(vals, idx) = dy
+        && points_fit(g, true, nr)
+    {
+        weight_grad_points::<T>(g, x, vals, idx, dwt);
         return;
     }
     let r_tiles = k_dim.div_ceil(mr);
@@ -1192,6 +1285,126 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &m
                     d[(oy * ow + ox) * ldn + co] = 0.0;
                 }
             });
+        }
+    }
+}
+
+/// Whether [`weight_grad_points`] computes the weight gradient of `g` with a weight-gradient
+/// tile `nr` wide: behind a pooling (an `unpooled` output gradient), 5 × 5 kernels, input
+/// channels a multiple of `nr`.
+fn points_fit(g: &ConvGeometry, unpooled: bool, nr: usize) -> bool {
+    unpooled && g.kernel == POINT_TAPS && g.c_in > 0 && g.c_in.is_multiple_of(nr)
+}
+
+/// [`weight_grad_chunk`] behind a 2×2 max-pooling, from the windows' maxima alone: only one
+/// output in four has a non-zero gradient, so `dw[co, ci, kh, kw] = Σ_n Σ_windows v ·
+/// x[n, ci, oy + kh − p, ox + kw − p]` over each window's pooled gradient `v` and the
+/// position `(oy, ox)` of its maximum — a quarter of the dense products. Each image is copied
+/// channels-last inside its zero border, so one tap's input channels are consecutive, and
+/// [`Tile::run_points`] keeps a kernel row's taps (`POINT_TAPS × NR` values) in registers
+/// while it runs over the windows of one output channel.
+///
+/// Accumulates into `sums` in its own layout, `[c_out][k][c_in / NR][k][NR]` (kernel row,
+/// block of input channels, kernel column, channel in the block), so the partial sums of
+/// every task are added as they are and turned around once ([`weight_grad_out`]).
+#[inline(always)]
+fn weight_grad_points<T: Tile>(
+    g: &ConvGeometry,
+    x: &[f32],
+    vals: &[f32],
+    idx: &[u8],
+    sums: &mut [f32],
+) {
+    let (nr, k, c_in) = (T::NR, g.kernel, g.c_in);
+    let (h, w, pad) = (g.height, g.width, g.pad);
+    let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+    let (ph, pw) = pooled_size(g);
+    let blocks = c_in / nr;
+    let images = x.len() / g.in_image();
+    let per = g.c_out * ph * pw;
+    // The input rows one pass over the output channels reads stay in L1 (about 36 KiB):
+    // bands of pooled rows where an image does not fit (the tutorial's second layer: 51 KiB
+    // padded, 4 of its 8 pooled rows at a time), several images where it does (its third:
+    // 18 KiB, 2 images), so each call of the kernel runs over some 32 windows.
+    let image_len = hp * wp * c_in;
+    let budget = 36 * 1024 / (wp * c_in * std::mem::size_of::<f32>()).max(1);
+    let band = (budget.saturating_sub(k - 1) / 2).clamp(1, ph.max(1));
+    let group = if band < ph {
+        1
+    } else {
+        (budget / hp.max(1)).clamp(1, images.max(1))
+    };
+    // `group` padded images, channels last: `xn[i·image_len + (y·wp + x)·c_in + ci]`; the
+    // border stays zero. Aligned: a kernel row's loads are whole cache lines when `nr` is a
+    // multiple of 16, never split between two.
+    let mut xn_buf = Aligned::zeros(group * image_len);
+    let xn = xn_buf.get_mut();
+    let (mut starts, mut points) = (Vec::new(), Vec::new());
+    for first in (0..images).step_by(group) {
+        let n = group.min(images - first);
+        let chunk = &x[first * g.in_image()..(first + n) * g.in_image()];
+        for (i, image) in chunk.chunks_exact(g.in_image()).enumerate() {
+            for (ci, plane) in image.chunks_exact(h * w).enumerate() {
+                for (y, row) in plane.chunks_exact(w).enumerate() {
+                    let at = i * image_len + ((y + pad) * wp + pad) * c_in + ci;
+                    for (ix, v) in row.iter().enumerate() {
+                        xn[at + ix * c_in] = *v;
+                    }
+                }
+            }
+        }
+        for py0 in (0..ph).step_by(band) {
+            let py1 = (py0 + band).min(ph);
+            for co in 0..g.c_out {
+                // Each window's pooled gradient, and where its maximum reads its first tap:
+                // output (oy, ox) reads the padded image from (oy, ox) on.
+                starts.clear();
+                points.clear();
+                for i in 0..n {
+                    let at = (first + i) * per + co * ph * pw;
+                    let rows = vals[at..at + ph * pw].chunks_exact(pw);
+                    let rows = rows.zip(idx[at..at + ph * pw].chunks_exact(pw));
+                    for (py, (vrow, krow)) in rows.enumerate().take(py1).skip(py0) {
+                        for (px, (v, kk)) in vrow.iter().zip(krow).enumerate() {
+                            let kk = usize::from(*kk & 3);
+                            let (oy, ox) = (2 * py + kk / 2, 2 * px + kk % 2);
+                            starts.push(i * image_len + (oy * wp + ox) * c_in);
+                            points.push(*v);
+                        }
+                    }
+                }
+                for kh in 0..k {
+                    for b in 0..blocks {
+                        let a = &xn[kh * wp * c_in + b * nr..];
+                        let at = ((co * k + kh) * blocks + b) * k * nr;
+                        T::run_points(a, c_in, &starts, &points, &mut sums[at..at + k * nr]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient `dw` (`[c_out, c_in, k, k]`) out of the sums of
+/// [`weight_grad_chunk`] with a weight-gradient tile `nr` wide, for an output gradient that
+/// was `unpooled` or not.
+fn weight_grad_out(g: &ConvGeometry, unpooled: bool, nr: usize, sums: &[f32], dw: &mut [f32]) {
+    if !points_fit(g, unpooled, nr) {
+        untranspose(g, sums, round_up(g.c_out, nr), dw);
+        return;
+    }
+    // From `[c_out][k][c_in / nr][k][nr]` (see `weight_grad_points`), one output channel at a
+    // time.
+    let (k, k_dim) = (g.kernel, g.k_dim());
+    for (dw_co, s_co) in dw.chunks_exact_mut(k_dim).zip(sums.chunks_exact(k_dim)) {
+        for (kh, s_kh) in s_co.chunks_exact(k_dim / k).enumerate() {
+            for (b, s_b) in s_kh.chunks_exact(k * nr).enumerate() {
+                for (kw, lanes) in s_b.chunks_exact(nr).enumerate() {
+                    for (j, v) in lanes.iter().enumerate() {
+                        dw_co[((b * nr + j) * k + kh) * k + kw] = *v;
+                    }
+                }
+            }
         }
     }
 }
@@ -1382,7 +1595,8 @@ fn weight_grad_generic<T: Tile>(
                 a
             },
         );
-    untranspose(g, &dwt, ldn, dw);
+    let unpooled = matches!(dy, Maps::Unpooled(..));
+    weight_grad_out(g, unpooled, T::NR, &dwt, dw);
 }
 
 /// Instantiates the chunk kernels for one instruction set: `$fwd` and `$wgrad` are safe
@@ -2118,6 +2332,48 @@ mod tests {
         assert!(y.iter().all(|v| *v == 7.0));
         let too_big = ConvGeometry { kernel: 20, ..g };
         assert!(!too_big.is_valid());
+    }
+
+    /// The weight gradient behind a pooling from the windows' maxima alone
+    /// ([`weight_grad_points`]) against the dense one of the unpooled gradient, on every
+    /// instruction set: channel counts the points kernels take on some sets and not on
+    /// others, odd sizes (pooling drops the last row and column), several tasks.
+    #[test]
+    fn weight_gradient_from_window_maxima_matches_the_dense_one() {
+        let mut seed = 21;
+        for (c_in, height, width) in [(8, 7, 9), (16, 8, 8), (32, 16, 16), (64, 5, 6)] {
+            let g = ConvGeometry {
+                batch: 11,
+                c_in,
+                c_out: 12,
+                height,
+                width,
+                kernel: 5,
+                pad: 2,
+            };
+            let (oh, ow) = (g.out_height(), g.out_width());
+            let (ph, pw) = pooled_size(&g);
+            let x = values(g.batch * g.in_image(), &mut seed);
+            let pooled = g.batch * g.c_out * ph * pw;
+            let dyp = values(pooled, &mut seed);
+            let idx: Vec<u8> = values(pooled, &mut seed)
+                .iter()
+                .map(|v| ((v + 0.5) * 4.0) as u8 & 3)
+                .collect();
+            let mut dense = vec![0.0; g.batch * g.out_image()];
+            for (p, (v, k)) in dyp.iter().zip(&idx).enumerate() {
+                let (plane, py, px) = (p / (ph * pw), p / pw % ph, p % pw);
+                let k = usize::from(*k);
+                dense[(plane * oh + 2 * py + k / 2) * ow + 2 * px + k % 2] = *v;
+            }
+            for isa in Isa::supported() {
+                let mut dw = vec![f32::NAN; g.c_out * g.k_dim()];
+                let mut dw_ref = dw.clone();
+                weight_grad_on(isa, &g, &x, Maps::Unpooled(&dyp, &idx), &mut dw);
+                weight_grad_on(isa, &g, &x, Maps::Dense(&dense), &mut dw_ref);
+                assert!(max_diff(&dw, &dw_ref) < 1e-4, "{isa:?} {g:?}");
+            }
+        }
     }
 
     #[test]

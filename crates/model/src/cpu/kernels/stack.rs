@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::{
     Aligned, ChunkKernels, ConvGeometry, Isa, Maps, Out, flipped_rows, pooled_size, round_up,
-    untranspose, weight_rows,
+    weight_grad_out, weight_rows,
 };
 
 /// Images per task: as for one layer ([`super::chunk_len`]), but at most 8, so that what a
@@ -307,7 +307,7 @@ fn backward_on(
         .zip(&sums)
         .zip(dw.iter_mut().zip(db.iter_mut()))
     {
-        untranspose(&b.g, dwt, round_up(b.g.c_out, nr), dw);
+        weight_grad_out(&b.g, true, nr, dwt, dw);
         db.copy_from_slice(dbias);
     }
 }
