@@ -125,6 +125,14 @@ impl<'a> Offsets<'a> {
         let max = list.iter().copied().max().unwrap_or(0);
         Offsets { list, max }
     }
+
+    /// Part of the list, with the whole list's maximum as its bound (no larger than its own).
+    fn part(self, range: std::ops::Range<usize>) -> Offsets<'a> {
+        Offsets {
+            list: &self.list[range],
+            max: self.max,
+        }
+    }
 }
 
 /// A register-tiled micro-kernel over an `MR × NR` tile of outputs, in two forms that read
@@ -154,10 +162,18 @@ trait Tile {
     /// `steps.len` consecutive `k`, run `r` reading `a` from `r · steps.stride` on (so `k`
     /// indexes `b` densely but may skip columns of `a`).
     fn run_rows_a(steps: Steps, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]);
-    /// `acc[kw·NR + j] += Σ_p vals[p] · a[starts[p] + kw·stride + j]` for `kw < POINT_TAPS`:
-    /// one kernel row's taps of `NR` channels-last input channels, summed over scattered
-    /// points (the windows' maxima behind a max-pooling, see [`weight_grad_points`]).
-    fn run_points(a: &[f32], stride: usize, starts: &[usize], vals: &[f32], acc: &mut [f32]);
+    /// `acc[kw·acc_stride + j] += Σ_p vals[p] · a[starts.list[p] + kw·stride + j]` for
+    /// `kw < POINT_TAPS`, `j < NR`: a kernel row's taps of `NR` channels-last channels, summed
+    /// over scattered points (the windows' maxima behind a max-pooling, see
+    /// [`weight_grad_points`] and [`input_grad_points`]).
+    fn run_points(
+        a: &[f32],
+        stride: usize,
+        starts: Offsets<'_>,
+        vals: &[f32],
+        acc: &mut [f32],
+        acc_stride: usize,
+    );
 }
 
 /// Kernel width of [`Tile::run_points`]: the tutorial's 5 × 5 convolutions.
@@ -168,14 +184,14 @@ fn points_in_bounds(
     nr: usize,
     a: &[f32],
     stride: usize,
-    starts: &[usize],
+    starts: Offsets<'_>,
     vals: &[f32],
     acc: &[f32],
+    acc_stride: usize,
 ) -> bool {
-    let max_start = starts.iter().copied().max().unwrap_or(0);
-    starts.len() == vals.len()
-        && acc.len() >= POINT_TAPS * nr
-        && (starts.is_empty() || a.len() >= max_start + (POINT_TAPS - 1) * stride + nr)
+    starts.list.len() == vals.len()
+        && acc.len() >= (POINT_TAPS - 1) * acc_stride + nr
+        && (starts.list.is_empty() || a.len() >= starts.max + (POINT_TAPS - 1) * stride + nr)
 }
 
 /// The reduction of [`Tile::run_rows_a`]: `rows` runs of `len` steps, `stride` apart in `a`.
@@ -231,13 +247,18 @@ impl Tile for PortableTile {
         }
     }
     #[inline(always)]
-    fn run_points(a: &[f32], stride: usize, starts: &[usize], vals: &[f32], acc: &mut [f32]) {
-        for (s, v) in starts.iter().zip(vals) {
-            for (kw, row) in acc[..POINT_TAPS * Self::NR]
-                .chunks_exact_mut(Self::NR)
-                .enumerate()
-            {
+    fn run_points(
+        a: &[f32],
+        stride: usize,
+        starts: Offsets<'_>,
+        vals: &[f32],
+        acc: &mut [f32],
+        acc_stride: usize,
+    ) {
+        for (s, v) in starts.list.iter().zip(vals) {
+            for kw in 0..POINT_TAPS {
                 let x = &a[s + kw * stride..][..Self::NR];
+                let row = &mut acc[kw * acc_stride..][..Self::NR];
                 for (c, xj) in row.iter_mut().zip(x) {
                     *c = v.mul_add(*xj, *c);
                 }
@@ -332,15 +353,31 @@ macro_rules! simd_tile {
             fn run_points(
                 a: &[f32],
                 stride: usize,
-                starts: &[usize],
+                starts: Offsets<'_>,
                 vals: &[f32],
                 acc: &mut [f32],
+                acc_stride: usize,
             ) {
-                assert!(points_in_bounds(Self::NR, a, stride, starts, vals, acc));
+                assert!(points_in_bounds(
+                    Self::NR,
+                    a,
+                    stride,
+                    starts,
+                    vals,
+                    acc,
+                    acc_stride
+                ));
                 // SAFETY: as in `run_shift_a`.
                 #[allow(unsafe_code)]
                 unsafe {
-                    $points(a.as_ptr(), stride, starts, vals, acc.as_mut_ptr())
+                    $points(
+                        a.as_ptr(),
+                        stride,
+                        starts.list,
+                        vals,
+                        acc.as_mut_ptr(),
+                        acc_stride,
+                    )
                 }
             }
         }
@@ -353,14 +390,15 @@ macro_rules! simd_tile {
             starts: &[usize],
             vals: &[f32],
             acc: *mut f32,
+            acc_stride: usize,
         ) {
             use std::arch::x86_64::*;
             // SAFETY (whole body): the caller checked `points_in_bounds`.
             unsafe {
                 let mut c: [[$vec; 2]; POINT_TAPS] = [[$zero(); 2]; POINT_TAPS];
                 for (kw, ck) in c.iter_mut().enumerate() {
-                    ck[0] = $load(acc.add(kw * 2 * $lanes));
-                    ck[1] = $load(acc.add(kw * 2 * $lanes + $lanes));
+                    ck[0] = $load(acc.add(kw * acc_stride));
+                    ck[1] = $load(acc.add(kw * acc_stride + $lanes));
                 }
                 for (s, v) in starts.iter().zip(vals) {
                     let vb = $set1(*v);
@@ -371,8 +409,8 @@ macro_rules! simd_tile {
                     }
                 }
                 for (kw, ck) in c.iter().enumerate() {
-                    $store(acc.add(kw * 2 * $lanes), ck[0]);
-                    $store(acc.add(kw * 2 * $lanes + $lanes), ck[1]);
+                    $store(acc.add(kw * acc_stride), ck[0]);
+                    $store(acc.add(kw * acc_stride + $lanes), ck[1]);
                 }
             }
         }
@@ -1373,11 +1411,13 @@ fn weight_grad_points<T: Tile>(
                         }
                     }
                 }
+                let starts = Offsets::new(&starts);
                 for kh in 0..k {
                     for b in 0..blocks {
                         let a = &xn[kh * wp * c_in + b * nr..];
                         let at = ((co * k + kh) * blocks + b) * k * nr;
-                        T::run_points(a, c_in, &starts, &points, &mut sums[at..at + k * nr]);
+                        let acc = &mut sums[at..at + k * nr];
+                        T::run_points(a, c_in, starts, &points, acc, nr);
                     }
                 }
             }
@@ -1403,6 +1443,111 @@ fn weight_grad_out(g: &ConvGeometry, unpooled: bool, nr: usize, sums: &[f32], dw
                     for (j, v) in lanes.iter().enumerate() {
                         dw_co[((b * nr + j) * k + kh) * k + kw] = *v;
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The weights `[c_out, c_in, k, k]` channels-last, `[c_out][k][k][c_in]`, 64-byte aligned:
+/// the operand of [`input_grad_points`].
+fn point_rows(g: &ConvGeometry, w: &[f32]) -> Aligned {
+    let (k, c_in) = (g.kernel, g.c_in);
+    let mut rows = Aligned::zeros(w.len());
+    for (dst, src) in rows
+        .get_mut()
+        .chunks_exact_mut(g.k_dim().max(1))
+        .zip(w.chunks_exact(g.k_dim().max(1)))
+    {
+        for (tap, taps) in dst.chunks_exact_mut(c_in.max(1)).enumerate() {
+            for (ci, v) in taps.iter_mut().enumerate() {
+                *v = src[ci * k * k + tap];
+            }
+        }
+    }
+    rows
+}
+
+/// The input gradient behind a 2×2 max-pooling of consecutive images, from the windows'
+/// maxima alone (where [`points_fit`]): each window's maximum `(oy, ox)` of channel `co`
+/// adds `v · w[co, :, kh, kw]` to the input at `(oy + kh − p, ox + kw − p)` — a quarter of
+/// the dense products. A window's output channels are grouped by the position of their
+/// maximum, so each group adds into the same input rows: [`Tile::run_points`] sums a kernel
+/// row's `POINT_TAPS × NR` values over the group in registers and adds them into a
+/// channels-last copy of the image's gradient once. `w_points` is [`point_rows`]; `dx`
+/// (`[images, c_in, h, w]`) is overwritten.
+#[inline(always)]
+fn input_grad_points<T: Tile>(
+    g: &ConvGeometry,
+    vals: &[f32],
+    idx: &[u8],
+    w_points: &[f32],
+    dx: &mut [f32],
+) {
+    let (nr, k, c_in, c_out) = (T::NR, g.kernel, g.c_in, g.c_out);
+    let (h, w, pad) = (g.height, g.width, g.pad);
+    let wp = w + 2 * pad;
+    let (ph, pw) = pooled_size(g);
+    let windows = ph * pw;
+    let per = c_out * windows;
+    // The padded image's gradient, channels last: `dxn[(y·wp + x)·c_in + ci]`.
+    let mut dxn_buf = Aligned::zeros((h + 2 * pad) * wp * c_in);
+    let dxn = dxn_buf.get_mut();
+    // Window `p`'s output channels grouped by the position of their maximum:
+    // `starts[p·c_out..]` (each channel's weights in `w_points`) and `points` (its pooled
+    // gradient), position `kk`'s group ending at `ends[p·4 + kk]`.
+    let (mut starts, mut points) = (vec![0usize; per], vec![0.0f32; per]);
+    let mut ends = vec![0usize; windows * 4];
+    for (i, dxi) in dx.chunks_exact_mut(g.in_image()).enumerate() {
+        let (iv, ii) = (&vals[i * per..(i + 1) * per], &idx[i * per..(i + 1) * per]);
+        for p in 0..windows {
+            let mut count = [0usize; 4];
+            for co in 0..c_out {
+                count[usize::from(ii[co * windows + p] & 3)] += 1;
+            }
+            let mut next = [0usize; 4];
+            let mut end = p * c_out;
+            for kk in 0..4 {
+                next[kk] = end;
+                end += count[kk];
+                ends[p * 4 + kk] = end;
+            }
+            for co in 0..c_out {
+                let kk = usize::from(ii[co * windows + p] & 3);
+                starts[next[kk]] = co * k * k * c_in;
+                points[next[kk]] = iv[co * windows + p];
+                next[kk] += 1;
+            }
+        }
+        dxn.fill(0.0);
+        let all = Offsets::new(&starts);
+        // One kernel row at a time, so its weights (`c_out × k × c_in` values) stay in L1.
+        for kh in 0..k {
+            for p in 0..windows {
+                let (py, px) = (p / pw, p % pw);
+                let mut from = p * c_out;
+                for kk in 0..4 {
+                    let to = ends[p * 4 + kk];
+                    if to > from {
+                        let (oy, ox) = (2 * py + kk / 2, 2 * px + kk % 2);
+                        let at = ((oy + kh) * wp + ox) * c_in;
+                        for b in 0..c_in / nr {
+                            let a = &w_points[kh * k * c_in + b * nr..];
+                            let acc = &mut dxn[at + b * nr..];
+                            let group = all.part(from..to);
+                            T::run_points(a, c_in, group, &points[from..to], acc, c_in);
+                        }
+                    }
+                    from = to;
+                }
+            }
+        }
+        // Out of the border, channels first.
+        for (ci, plane) in dxi.chunks_exact_mut(h * w).enumerate() {
+            for (y, row) in plane.chunks_exact_mut(w).enumerate() {
+                let at = ((y + pad) * wp + pad) * c_in + ci;
+                for (ix, v) in row.iter_mut().enumerate() {
+                    *v = dxn[at + ix * c_in];
                 }
             }
         }
@@ -1473,6 +1618,9 @@ fn chunk_len(batch: usize) -> usize {
 type ForwardFn = fn(&ConvGeometry, Maps<'_>, &[f32], Option<&[f32]>, Out<'_>);
 /// A weight-gradient chunk kernel compiled for one instruction set.
 type WeightGradFn = fn(&ConvGeometry, &[f32], Maps<'_>, &mut [f32]);
+/// [`input_grad_points`] compiled for one instruction set: `(geometry, pooled gradient,
+/// window positions, weights as [`point_rows`], dx)`.
+type InputGradFn = fn(&ConvGeometry, &[f32], &[u8], &[f32], &mut [f32]);
 
 /// Weights `[c_out, k_dim]` as 64-byte-aligned rows `[k_dim][ldn]`, `ldn` = `c_out` rounded
 /// up to `nr`: `rows[r·ldn + co] = w[co, r]` (columns past `c_out` zero).
@@ -1604,7 +1752,18 @@ fn weight_grad_generic<T: Tile>(
 /// so the padding copies and packing are compiled for that instruction set too.
 #[cfg(target_arch = "x86_64")]
 macro_rules! chunk_kernels {
-    ($features:literal, $fwd_tile:ty, $wgrad_tile:ty, $fwd:ident, $wgrad:ident) => {
+    ($features:literal, $fwd_tile:ty, $wgrad_tile:ty, $fwd:ident, $wgrad:ident, $igrad:ident) => {
+        fn $igrad(g: &ConvGeometry, vals: &[f32], idx: &[u8], w: &[f32], dx: &mut [f32]) {
+            #[target_feature(enable = $features)]
+            fn inner(g: &ConvGeometry, vals: &[f32], idx: &[u8], w: &[f32], dx: &mut [f32]) {
+                input_grad_points::<$wgrad_tile>(g, vals, idx, w, dx)
+            }
+            // SAFETY: only reachable through `Isa::supported`, which checked these CPU features.
+            #[allow(unsafe_code)]
+            unsafe {
+                inner(g, vals, idx, w, dx)
+            }
+        }
         fn $fwd(g: &ConvGeometry, x: Maps<'_>, w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
             #[target_feature(enable = $features)]
             fn inner(g: &ConvGeometry, x: Maps<'_>, w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
@@ -1636,7 +1795,8 @@ chunk_kernels!(
     Avx512Tile,
     Avx512Tile,
     forward_avx512,
-    weight_grad_avx512
+    weight_grad_avx512,
+    input_grad_avx512
 );
 #[cfg(target_arch = "x86_64")]
 chunk_kernels!(
@@ -1644,7 +1804,8 @@ chunk_kernels!(
     Avx2FwdTile,
     Avx2Tile,
     forward_avx2,
-    weight_grad_avx2
+    weight_grad_avx2,
+    input_grad_avx2
 );
 
 fn forward_portable(g: &ConvGeometry, x: Maps<'_>, w: &[f32], b: Option<&[f32]>, out: Out<'_>) {
@@ -1653,6 +1814,10 @@ fn forward_portable(g: &ConvGeometry, x: Maps<'_>, w: &[f32], b: Option<&[f32]>,
 
 fn weight_grad_portable(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &mut [f32]) {
     weight_grad_chunk::<PortableTile>(g, x, dy, dwt)
+}
+
+fn input_grad_portable(g: &ConvGeometry, vals: &[f32], idx: &[u8], w: &[f32], dx: &mut [f32]) {
+    input_grad_points::<PortableTile>(g, vals, idx, w, dx)
 }
 
 /// The instruction set the kernels run with, detected once.
@@ -1737,25 +1902,41 @@ struct ChunkKernels {
     weight_grad: WeightGradFn,
     /// `MR` and `NR` of its weight-gradient tile: `dwt` is padded to them.
     weight_grad_tile: (usize, usize),
+    /// [`input_grad_points`] for the set, on the weight-gradient tile (where [`points_fit`]
+    /// with its `NR`).
+    input_grad: InputGradFn,
 }
 
 impl Isa {
     /// The chunk kernels of this set, which must be one of [`Isa::supported`].
     fn chunk_kernels(self) -> ChunkKernels {
-        fn of<F: Tile, W: Tile>(forward: ForwardFn, weight_grad: WeightGradFn) -> ChunkKernels {
+        fn of<F: Tile, W: Tile>(
+            forward: ForwardFn,
+            weight_grad: WeightGradFn,
+            input_grad: InputGradFn,
+        ) -> ChunkKernels {
             ChunkKernels {
                 forward,
                 forward_nr: F::NR,
                 weight_grad,
                 weight_grad_tile: (W::MR, W::NR),
+                input_grad,
             }
         }
         match self {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => of::<Avx512Tile, Avx512Tile>(forward_avx512, weight_grad_avx512),
+            Isa::Avx512 => {
+                of::<Avx512Tile, Avx512Tile>(forward_avx512, weight_grad_avx512, input_grad_avx512)
+            }
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => of::<Avx2FwdTile, Avx2Tile>(forward_avx2, weight_grad_avx2),
-            _ => of::<PortableTile, PortableTile>(forward_portable, weight_grad_portable),
+            Isa::Avx2 => {
+                of::<Avx2FwdTile, Avx2Tile>(forward_avx2, weight_grad_avx2, input_grad_avx2)
+            }
+            _ => of::<PortableTile, PortableTile>(
+                forward_portable,
+                weight_grad_portable,
+                input_grad_portable,
+            ),
         }
     }
 }
@@ -1836,12 +2017,36 @@ pub fn conv2d_input_grad(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]
 
 /// `dx` from `dy` (dense or unpooled): the forward of `dy` with the kernel flipped.
 fn input_grad(g: &ConvGeometry, dy: Maps<'_>, w: &[f32], dx: &mut [f32]) -> Option<()> {
+    input_grad_on(Isa::detect(), g, dy, w, dx)
+}
+
+/// [`input_grad`] on the kernels of `isa`, which must be one of [`Isa::supported`].
+fn input_grad_on(
+    isa: Isa,
+    g: &ConvGeometry,
+    dy: Maps<'_>,
+    w: &[f32],
+    dx: &mut [f32],
+) -> Option<()> {
     if g.pad >= g.kernel {
         return None;
     }
+    let k = isa.chunk_kernels();
+    if let Maps::Unpooled(vals, idx) = dy
+        && points_fit(g, true, k.weight_grad_tile.1)
+    {
+        let rows = point_rows(g, w);
+        let images = chunk_len(g.batch);
+        let pooled = g.c_out * (g.out_height() / 2) * (g.out_width() / 2);
+        dx.par_chunks_mut(images * g.in_image())
+            .zip(vals.par_chunks(images * pooled))
+            .zip(idx.par_chunks(images * pooled))
+            .for_each(|((dxc, vc), ic)| (k.input_grad)(g, vc, ic, rows.get(), dxc));
+        return Some(());
+    }
     let wt = flipped(g, w);
     let t = g.transposed();
-    forward_dispatch(&t, dy, &wt, None, Out::Conv(dx));
+    forward_on(isa, &t, dy, &wt, None, Out::Conv(dx));
     Some(())
 }
 
@@ -2334,12 +2539,13 @@ mod tests {
         assert!(!too_big.is_valid());
     }
 
-    /// The weight gradient behind a pooling from the windows' maxima alone
-    /// ([`weight_grad_points`]) against the dense one of the unpooled gradient, on every
-    /// instruction set: channel counts the points kernels take on some sets and not on
-    /// others, odd sizes (pooling drops the last row and column), several tasks.
+    /// The weight and input gradients behind a pooling from the windows' maxima alone
+    /// ([`weight_grad_points`], [`input_grad_points`]) against the dense ones of the unpooled
+    /// gradient, on every instruction set: channel counts the points kernels take on some
+    /// sets and not on others, odd sizes (pooling drops the last row and column), several
+    /// tasks.
     #[test]
-    fn weight_gradient_from_window_maxima_matches_the_dense_one() {
+    fn gradients_from_window_maxima_match_the_dense_ones() {
         let mut seed = 21;
         for (c_in, height, width) in [(8, 7, 9), (16, 8, 8), (32, 16, 16), (64, 5, 6)] {
             let g = ConvGeometry {
@@ -2366,12 +2572,18 @@ mod tests {
                 let k = usize::from(*k);
                 dense[(plane * oh + 2 * py + k / 2) * ow + 2 * px + k % 2] = *v;
             }
+            let w = values(g.c_out * g.k_dim(), &mut seed);
             for isa in Isa::supported() {
                 let mut dw = vec![f32::NAN; g.c_out * g.k_dim()];
                 let mut dw_ref = dw.clone();
                 weight_grad_on(isa, &g, &x, Maps::Unpooled(&dyp, &idx), &mut dw);
                 weight_grad_on(isa, &g, &x, Maps::Dense(&dense), &mut dw_ref);
-                assert!(max_diff(&dw, &dw_ref) < 1e-4, "{isa:?} {g:?}");
+                assert!(max_diff(&dw, &dw_ref) < 1e-4, "{isa:?} {g:?}: dw");
+                let mut dx = vec![f32::NAN; x.len()];
+                let mut dx_ref = dx.clone();
+                input_grad_on(isa, &g, Maps::Unpooled(&dyp, &idx), &w, &mut dx).unwrap();
+                input_grad_on(isa, &g, Maps::Dense(&dense), &w, &mut dx_ref).unwrap();
+                assert!(max_diff(&dx, &dx_ref) < 1e-4, "{isa:?} {g:?}: dx");
             }
         }
     }

@@ -15,8 +15,8 @@
 use rayon::prelude::*;
 
 use super::{
-    Aligned, ChunkKernels, ConvGeometry, Isa, Maps, Out, flipped_rows, pooled_size, round_up,
-    weight_grad_out, weight_rows,
+    Aligned, ChunkKernels, ConvGeometry, Isa, Maps, Out, flipped_rows, point_rows, points_fit,
+    pooled_size, round_up, weight_grad_out, weight_rows,
 };
 
 /// Images per task: as for one layer ([`super::chunk_len`]), but at most 8, so that what a
@@ -202,6 +202,16 @@ pub fn conv_pool_stack_backward(
     Some(())
 }
 
+/// How a block's input gradient is computed.
+enum InputGrad {
+    /// The forward of the unpooled gradient through the flipped kernel: its convolution and
+    /// weight rows ([`flipped_rows`]).
+    Dense(ConvGeometry, Aligned),
+    /// From the windows' maxima alone ([`super::input_grad_points`]), weights as
+    /// [`point_rows`].
+    Points(Aligned),
+}
+
 /// [`conv_pool_stack_backward`] on the chunk kernels `k`, arguments checked.
 #[allow(clippy::too_many_arguments)]
 fn backward_on(
@@ -219,16 +229,22 @@ fn backward_on(
     let images = chunk_len(blocks[0].g.batch);
     let per_x = images * blocks[0].g.in_image();
     let want_dx = dx.is_some();
-    // The input gradient's convolution and its weights, for every block whose input gradient
-    // is needed (all but the first, and the first when `dx` is wanted).
-    let transposed: Vec<Option<(ConvGeometry, Aligned)>> = blocks
+    let (mr, nr) = k.weight_grad_tile;
+    // How each block's input gradient is computed, with its weights, for every block whose
+    // input gradient is needed (all but the first, and the first when `dx` is wanted).
+    let input_grads: Vec<Option<InputGrad>> = blocks
         .iter()
         .enumerate()
         .map(|(l, b)| {
-            (l > 0 || want_dx).then(|| (b.g.transposed(), flipped_rows(&b.g, b.w, k.forward_nr)))
+            (l > 0 || want_dx).then(|| {
+                if points_fit(&b.g, true, nr) {
+                    InputGrad::Points(point_rows(&b.g, b.w))
+                } else {
+                    InputGrad::Dense(b.g.transposed(), flipped_rows(&b.g, b.w, k.forward_nr))
+                }
+            })
         })
         .collect();
-    let (mr, nr) = k.weight_grad_tile;
     let zero = || -> Vec<(Vec<f32>, Vec<f32>)> {
         blocks
             .iter()
@@ -274,18 +290,26 @@ fn backward_on(
                         *s += plane.iter().sum::<f32>();
                     }
                 }
-                let Some((t, rows)) = &transposed[l] else {
+                let Some(how) = &input_grads[l] else {
                     continue;
+                };
+                let input_grad = |dx: &mut [f32]| match how {
+                    InputGrad::Dense(t, rows) => {
+                        (k.forward)(t, maps, rows.get(), None, Out::Conv(dx))
+                    }
+                    InputGrad::Points(rows) => {
+                        (k.input_grad)(g, &grad, &idx[l][part(per)], rows.get(), dx)
+                    }
                 };
                 match l.checked_sub(1) {
                     None => {
                         if let Some(dxc) = dxc.as_deref_mut() {
-                            (k.forward)(t, maps, rows.get(), None, Out::Conv(dxc));
+                            input_grad(dxc);
                         }
                     }
                     Some(below) => {
                         let mut next = vec![0.0f32; n * g.in_image()];
-                        (k.forward)(t, maps, rows.get(), None, Out::Conv(&mut next));
+                        input_grad(&mut next);
                         if relu {
                             relu_mask(&mut next, &ys[below][part(g.in_image())]);
                         }
