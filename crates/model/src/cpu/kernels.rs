@@ -16,7 +16,11 @@
 //!   broadcast against aligned rows of `dyᵀ`.
 //!
 //! Behind a max-pooling, the output gradient is read as "unpooled" (`Maps::Unpooled`):
-//! the pooled gradient and the window position of each maximum, never materialised.
+//! the pooled gradient and the window position of each maximum, never materialised. Where the
+//! input channels are a multiple of the tile's width and the kernel is 5 × 5 (the tutorial's
+//! second and third layers), the weight and input gradients visit only those maxima — one
+//! output in four, a quarter of the products — on a channels-last copy of the image
+//! (`weight_grad_points`, `input_grad_points`, one small kernel `Tile::run_points`).
 //!
 //! Where the output rows are exactly 32 wide (the tutorial's first layer, 3 input channels,
 //! a 75-step reduction), the fused forward (AVX-512 and AVX2) and the weight gradient
