@@ -130,7 +130,7 @@ impl<'a> Offsets<'a> {
         Offsets { list, max }
     }
 
-    /// Part of the list, with the whole list's maximum as its bound (no larger than its own).
+    /// Part of the list, keeping the whole list's maximum as its bound (at least the part's own).
     fn part(self, range: std::ops::Range<usize>) -> Offsets<'a> {
         Offsets {
             list: &self.list[range],
