@@ -2,7 +2,9 @@
 //! blocks at batch 64, forward (fused with the pooling), weight gradient and input gradient,
 //! in ms and GFLOP/s (the dense convolution's `2·batch·c_out·c_in·25·h·w` operations per
 //! pass, so the gradients computed from the windows' maxima alone show above the machine's
-//! peak: they do a quarter of those).
+//! peak: they do a quarter of those). The first layer's input gradient is listed for
+//! completeness only: training never computes it (the images need no gradient), and with 3
+//! output channels the dense kernel it runs on is slow.
 //!
 //! ```text
 //! cargo bench --bench kernels                          # rayon's threads (all CPUs)
