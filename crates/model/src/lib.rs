@@ -57,13 +57,60 @@ pub const IMAGE_SIZE: usize = 32;
 /// Number of CIFAR-10 classes, the default width of the logits.
 pub const NUM_CLASSES: usize = 10;
 
-/// A model that maps a batch of images to one row of class logits per image.
-pub trait ImageClassifier: Module {
-    /// Maps images `[batch, 3, 32, 32]` to logits `[batch, num_classes]`.
+/// A network that maps a batch of images to one row of class logits per image: what
+/// `torchlet_train::Trainer` trains, checkpoints, resumes and evaluates.
+///
+/// Implement it for your own `#[derive(Module)]` struct (PyTorch's `nn.Module` with its
+/// `forward`); the built-in models implement it the same way.
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::tensor::{Device, Tensor};
+/// use torchlet_model::ImageClassifier;
+///
+/// #[derive(Module, Debug)]
+/// struct Tiny {
+///     fc: Linear,
+/// }
+///
+/// impl ImageClassifier for Tiny {
+///     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+///         self.fc.forward(images.flatten(1, 3)) // [batch, 3 * 8 * 8] -> [batch, 2]
+///     }
+///     fn num_classes(&self) -> usize {
+///         2
+///     }
+///     fn input_shape(&self) -> Option<[usize; 3]> {
+///         Some([3, 8, 8])
+///     }
+/// }
+///
+/// let device = Device::flex();
+/// let net = Tiny { fc: LinearConfig::new(3 * 8 * 8, 2).init(&device) };
+/// let logits = net.forward(Tensor::zeros([4, 3, 8, 8], &device));
+/// assert_eq!(logits.dims(), [4, 2]);
+/// ```
+pub trait ImageClassifier: Module + 'static {
+    /// Maps images `[batch, channels, height, width]` to logits `[batch, num_classes]`.
     fn forward(&self, images: Tensor<4>) -> Tensor<2>;
 
     /// Width of the logits.
     fn num_classes(&self) -> usize;
+
+    /// The image shape `[channels, height, width]` the network takes, when it takes only one.
+    ///
+    /// The trainer compares it with the data before the first step. `None` (the default)
+    /// means the trainer finds out with one forward pass on one image instead.
+    fn input_shape(&self) -> Option<[usize; 3]> {
+        None
+    }
+
+    /// A short name for the architecture, shown when a run starts (default: the type's name).
+    fn name(&self) -> String {
+        let full = std::any::type_name::<Self>();
+        full.rsplit("::").next().unwrap_or(full).to_string()
+    }
 }
 
 /// Why a model configuration cannot be built.

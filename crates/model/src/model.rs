@@ -198,6 +198,17 @@ impl ImageClassifier for Model {
     fn num_classes(&self) -> usize {
         Model::num_classes(self)
     }
+
+    fn input_shape(&self) -> Option<[usize; 3]> {
+        match self {
+            Model::Linear(m) => m.input_shape(),
+            Model::Conv(m) => m.input_shape(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.kind().name().to_string()
+    }
 }
 
 impl From<LinearBaseline> for Model {
