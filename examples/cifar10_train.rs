@@ -25,6 +25,14 @@
 //! after every epoch in `checkpoints/`, and, at the end, the confusion matrix, per-class
 //! accuracy and `samples.png`. Ctrl-C finishes the current step, writes a checkpoint and
 //! exits; `--resume runs/tutorial` continues from the newest checkpoint.
+//!
+//! Other networks and your own images: `--model vgg11|vgg16|resnet18|airbench94|linear`, and
+//! `--image-folder DIR` trains on `DIR/train/<class>/*` and `DIR/test/<class>/*` (PNG/JPEG,
+//! any size; grayscale folders load as one channel), the model's input fitted to the images:
+//!
+//! ```text
+//! cargo run --release --example cifar10_train -- --image-folder my_images --model resnet18 --epochs 5
+//! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
@@ -34,7 +42,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use torchlet::data::Cifar10;
+use torchlet::data::{Cifar10, load_image_folder};
 use torchlet::model::{CpuKernels, ModelConfig};
 use torchlet::train::{
     EpochSummary, LrSchedule, Observer, OptimizerConfig, Phase, Progress, RunStart,
@@ -45,7 +53,8 @@ use torchlet::train::{
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Model: `conv` (the tutorial's MyConvModel) or `linear` (per-image Linear(3072, 10)).
+    /// Model: conv (the tutorial's MyConvModel), linear (per-image flatten + Linear), vgg11,
+    /// vgg16, resnet18 or airbench94; each is fitted to the images' shape and classes.
     #[arg(long)]
     model: Option<String>,
     /// Number of epochs (the tutorial: 20). With --resume: the new total.
@@ -87,6 +96,10 @@ struct Args {
     /// The official cifar-10-binary.tar.gz (or an extracted cifar-10-batches-bin/).
     #[arg(long)]
     archive: Option<PathBuf>,
+    /// Train on your own images instead of CIFAR-10: DIR/train/<class>/* and DIR/test/<class>/*
+    /// (PNG or JPEG, all of one size; grayscale folders load as one channel).
+    #[arg(long, value_name = "DIR")]
+    image_folder: Option<PathBuf>,
     /// Download CIFAR-10 (170 MB, checksum verified) into --data-dir if it is not there.
     #[arg(long)]
     download: bool,
@@ -125,7 +138,10 @@ fn main() -> Result<()> {
     let args = Args::parse();
 
     // The data first: without it there is nothing to do, and the message says what to pass.
-    let data_path = locate_data(&args)?;
+    let data_path = match &args.image_folder {
+        Some(_) => None,
+        None => locate_data(&args)?,
+    };
 
     // The configuration: the checkpoint's when resuming, the tutorial's otherwise, then the flags.
     let resumed = args
@@ -148,12 +164,30 @@ fn main() -> Result<()> {
     let device = select_device(args.device.parse()?)?;
     println!("Using device: {device}");
 
-    let cifar = if args.download && data_path.is_none() {
+    let (train, test) = if let Some(dir) = &args.image_folder {
+        let load = |split: &str| {
+            let path = dir.join(split);
+            load_image_folder(&path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let (train, test) = (load("train")?, load("test")?);
+        println!(
+            "image folder {}: {} training and {} test images of {:?}, classes {:?}",
+            dir.display(),
+            train.len(),
+            test.len(),
+            train.shape().dims(),
+            train.classes()
+        );
+        (train, test)
+    } else if args.download && data_path.is_none() {
         println!("Downloading CIFAR-10 into {} ...", args.data_dir.display());
-        Cifar10::download(&args.data_dir)?
+        let cifar = Cifar10::download(&args.data_dir)?;
+        (cifar.train, cifar.test)
     } else {
         let path = data_path.context("no CIFAR-10 data")?;
-        Cifar10::open(&path).with_context(|| format!("cannot read {}", path.display()))?
+        let cifar =
+            Cifar10::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        (cifar.train, cifar.test)
     };
 
     let mut trainer = Trainer::new(config, &out)
@@ -177,7 +211,7 @@ fn main() -> Result<()> {
     .context("cannot install the Ctrl-C handler")?;
 
     let started = std::time::Instant::now();
-    let report = trainer.fit(cifar.train, cifar.test)?;
+    let report = trainer.fit(train, test)?;
     let wall = started.elapsed().as_secs_f64();
 
     match peak_memory_mib() {

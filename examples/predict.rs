@@ -6,7 +6,7 @@
 //!
 //! `--checkpoint` takes a run folder (its best checkpoint by test accuracy is used) or one
 //! checkpoint folder (`runs/tutorial/checkpoints/epoch-0020`). Images of any size are resized
-//! to 32×32, the size the tutorial's networks take.
+//! to the size the model was trained on (32×32 for CIFAR-10; grayscale for one-channel models).
 #![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;
@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 use torchlet::data::ImageShape;
-use torchlet::train::{SavedCheckpoint, classify, load_image_32, select_device};
+use torchlet::model::ImageClassifier;
+use torchlet::train::{SavedCheckpoint, classify, load_image, select_device};
 
 /// Classify PNG/JPEG images with a checkpoint written by the cifar10_train example.
 #[derive(Parser, Debug)]
@@ -42,6 +43,12 @@ fn main() -> Result<()> {
     let device = select_device(args.device.parse()?)?;
     let model = checkpoint.load_model(&device.device)?;
     let classes = &checkpoint.state.class_names;
+    let [channels, height, width] = model.input_shape().unwrap_or(ImageShape::CIFAR.dims());
+    let shape = ImageShape {
+        channels,
+        height,
+        width,
+    };
     println!(
         "checkpoint {} (epoch {}, test accuracy {}) on {device}",
         checkpoint.path.display(),
@@ -53,8 +60,8 @@ fn main() -> Result<()> {
     );
     for path in &args.images {
         let image =
-            load_image_32(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let prediction = classify(&model, &image, ImageShape::CIFAR, classes, &device.device)?;
+            load_image(path, shape).with_context(|| format!("cannot read {}", path.display()))?;
+        let prediction = classify(&model, &image, shape, classes, &device.device)?;
         println!(
             "{}: {} ({:.1}%)",
             path.display(),

@@ -48,7 +48,7 @@ pub use interop::{
     save_safetensors,
 };
 pub use linear::{LINEAR_INPUTS, LinearBaseline, LinearBaselineConfig};
-pub use model::{Model, ModelConfig, ModelKind};
+pub use model::{CustomModelConfig, Model, ModelConfig, ModelKind};
 
 /// Channels of a CIFAR-10 image.
 pub const IMAGE_CHANNELS: usize = 3;
@@ -123,6 +123,12 @@ pub enum ModelConfigError {
     /// The dropout probability is outside `[0, 1)`.
     #[error("dropout must be a probability in [0, 1), got {0}")]
     Dropout(f64),
+    /// A [`ModelConfig::Custom`] was asked to build its model: only your code can.
+    #[error(
+        "{0} is a network of your own: build it in your code and pass it to Trainer::model \
+         (or load a checkpoint into it with SavedCheckpoint::load_into)"
+    )]
+    CustomModel(String),
     /// A model name that is neither `linear` nor `conv`.
     #[error("unknown model {0:?}: expected one of linear, conv")]
     UnknownModel(String),

@@ -19,6 +19,9 @@ pub enum ModelKind {
     Linear,
     /// `conv`: [`SeedConvNet`].
     Conv,
+    /// A network written outside this crate ([`ModelConfig::Custom`]); it has no command-line
+    /// name.
+    Custom,
 }
 
 impl ModelKind {
@@ -32,6 +35,7 @@ impl ModelKind {
         match self {
             ModelKind::Linear => "linear",
             ModelKind::Conv => "conv",
+            ModelKind::Custom => "custom",
         }
     }
 }
@@ -72,6 +76,20 @@ pub enum ModelConfig {
     Linear(LinearBaselineConfig),
     /// [`SeedConvNet`].
     Conv(SeedConvNetConfig),
+    /// A network of your own, trained through `Trainer::model`: only what identifies it is
+    /// recorded, since your code builds it.
+    Custom(CustomModelConfig),
+}
+
+/// What a run's `config.json` records of a network written outside this crate.
+#[derive(Config, Debug)]
+pub struct CustomModelConfig {
+    /// Its [`ImageClassifier::name`].
+    pub name: String,
+    /// Width of its logits.
+    pub num_classes: usize,
+    /// The image shape it takes, when it declares one.
+    pub input: Option<[usize; 3]>,
 }
 
 impl ModelConfig {
@@ -80,6 +98,9 @@ impl ModelConfig {
         match kind {
             ModelKind::Linear => ModelConfig::Linear(LinearBaselineConfig::new()),
             ModelKind::Conv => ModelConfig::Conv(SeedConvNetConfig::new()),
+            ModelKind::Custom => {
+                ModelConfig::Custom(CustomModelConfig::new("custom".into(), crate::NUM_CLASSES))
+            }
         }
     }
 
@@ -88,6 +109,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Linear(_) => ModelKind::Linear,
             ModelConfig::Conv(_) => ModelKind::Conv,
+            ModelConfig::Custom(_) => ModelKind::Custom,
         }
     }
 
@@ -96,6 +118,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Linear(c) => c.num_classes,
             ModelConfig::Conv(c) => c.num_classes,
+            ModelConfig::Custom(c) => c.num_classes,
         }
     }
 
@@ -104,6 +127,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Linear(c) => c.validate(),
             ModelConfig::Conv(c) => c.validate(),
+            ModelConfig::Custom(_) => Ok(()),
         }
     }
 
@@ -112,7 +136,22 @@ impl ModelConfig {
         Ok(match self {
             ModelConfig::Linear(c) => Model::Linear(c.try_init(device)?),
             ModelConfig::Conv(c) => Model::Conv(c.try_init(device)?),
+            ModelConfig::Custom(c) => {
+                return Err(ModelConfigError::CustomModel(c.name.clone()));
+            }
         })
+    }
+
+    /// This configuration for images of `input` (`[channels, height, width]`) and
+    /// `num_classes` classes: what `Trainer::new` builds for a dataset. A custom model's
+    /// record is left as it is.
+    pub fn fitted(self, input: [usize; 3], num_classes: usize) -> Self {
+        let _ = input;
+        match self {
+            ModelConfig::Linear(c) => ModelConfig::Linear(c.with_num_classes(num_classes)),
+            ModelConfig::Conv(c) => ModelConfig::Conv(c.with_num_classes(num_classes)),
+            custom @ ModelConfig::Custom(_) => custom,
+        }
     }
 
     /// Builds the model on `device`.

@@ -6,7 +6,7 @@
 //!
 //! | file | content |
 //! |---|---|
-//! | `model.bpk` | the weights (Burn's burnpack format; keys `model.<Variant>.<layer>.<param>`) |
+//! | `model.bpk` | the weights (Burn's burnpack format, the model's own keys, e.g. `conv1.weight`) |
 //! | `optim.bpk` | the optimizer state (momentum buffers, Adam moments) |
 //! | `scheduler.bpk` | the learning-rate scheduler position |
 //! | `state.json` | epoch, step, loss, test accuracy, the full [`TrainConfig`], the seed and the data loader position, and the history of every epoch |
@@ -15,34 +15,32 @@
 //! either the previous checkpoint or the complete new one. The newest `keep_last`
 //! checkpoints and the best one by test accuracy are kept; older ones are deleted.
 //!
-//! Burn's [`LearningCheckpointer`](burn::train::LearningCheckpointer) writes the three records
-//! through [`Checkpointer`] implementations; this module's checkpointer collects them in
-//! memory and writes the folder once all three and the state have arrived. Loading does not go
-//! through Burn (whose checkpointer panics on a bad file): [`SavedCheckpoint`] checks every
-//! file first and reports what is wrong.
+//! The records are Burn's (`Module::into_record`, `ModuleOptimizer::to_record`,
+//! `ModuleLrScheduler::to_record`, all burnpack); the folder layout, retention and checks are
+//! this module's. Loading checks every file first and reports what is wrong: a checkpoint of
+//! another architecture lists every key and shape that differs ([`KeyDiff`]), as PyTorch's
+//! `load_state_dict` does.
+//!
+//! Loading works as in PyTorch: build the model (`model = MyModel()`), then load the
+//! checkpoint into it with [`SavedCheckpoint::load_into`].
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use burn::module::Module;
 use burn::optim::OptimizerRecord;
 use burn::optim::lr_scheduler::LrSchedulerRecord;
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
-use burn::train::checkpoint::{
-    Checkpoint, Checkpointer, CheckpointerError, CheckpointingAction, CheckpointingStrategy,
-};
-use burn::train::metric::store::EventStoreClient;
+use burn::store::{BurnpackStore, ModuleRecord, ModuleStore};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use torchlet_model::Model;
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::report::EpochSummary;
-use crate::step::Classifier;
 
 /// Folder of a run that holds its checkpoints.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
@@ -54,8 +52,9 @@ pub const OPTIM_FILE: &str = "optim.bpk";
 pub const SCHEDULER_FILE: &str = "scheduler.bpk";
 /// State file of a checkpoint.
 pub const STATE_FILE: &str = "state.json";
-/// Version of the `state.json` layout.
-pub const STATE_FORMAT: u32 = 1;
+/// Version of the `state.json` layout (2: the weights are the model's own keys, without a
+/// wrapper's prefix).
+pub const STATE_FORMAT: u32 = 2;
 
 /// Sums of an epoch interrupted part-way, so a resumed epoch reports the same totals.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -203,34 +202,162 @@ impl SavedCheckpoint {
         Ok((model, optim, scheduler))
     }
 
-    /// Builds the checkpoint's model on `device` and loads its weights into it, checking every
-    /// name and shape: a fresh model, ready for inference after `.valid()`.
+    /// Builds the checkpoint's built-in model (from its `config.json`) on `device` and loads
+    /// its weights into it: a fresh model, ready for inference after `.valid()`.
+    ///
+    /// A run of your own model has nothing to build from: use [`load_into`](Self::load_into).
     pub fn load_model(&self, device: &Device) -> Result<Model, TrainError> {
-        let record = ModuleRecord::load(self.path.join(MODEL_FILE)).map_err(|e| {
-            TrainError::BadCheckpoint {
-                path: self.path.join(MODEL_FILE),
-                reason: format!("cannot read: {e}"),
-            }
+        let model = self.state.config.model.try_init(device)?;
+        self.load_into(model)
+    }
+
+    /// Loads the checkpoint's weights into `model`, which you built (PyTorch's
+    /// `model.load_state_dict(checkpoint["model_state_dict"])`). Every key and shape is checked;
+    /// a checkpoint of another architecture is a [`TrainError::Architecture`] listing what
+    /// differs.
+    pub fn load_into<M: Module>(&self, model: M) -> Result<M, TrainError> {
+        let path = self.path.join(MODEL_FILE);
+        let record = ModuleRecord::load(&path).map_err(|e| TrainError::BadCheckpoint {
+            path: path.clone(),
+            reason: format!("cannot read: {e}"),
         })?;
-        Ok(load_classifier(&self.path, &self.state.config, record, device)?.into_inner())
+        load_record_checked(&path, model, record)
     }
 }
 
-/// Builds the configured model on `device` and loads `record` into it, with errors naming
-/// `path`.
-pub(crate) fn load_classifier(
+/// Loads `record` (read from `path`) into `model`, comparing keys and shapes first.
+pub(crate) fn load_record_checked<M: Module>(
     path: &Path,
-    config: &TrainConfig,
+    model: M,
     record: ModuleRecord,
-    device: &Device,
-) -> Result<Classifier, TrainError> {
-    let model = config.model.try_init(device)?;
-    Classifier::new(model)
+) -> Result<M, TrainError> {
+    let expected = weight_shapes(&model)?;
+    let found = file_shapes(path)?;
+    let diff = KeyDiff::between(&expected, &found);
+    if !diff.is_empty() {
+        return Err(TrainError::Architecture {
+            path: path.to_path_buf(),
+            diff,
+        });
+    }
+    model
         .try_load_record(record)
         .map_err(|e| TrainError::BadCheckpoint {
-            path: path.join(MODEL_FILE),
-            reason: format!("does not fit the {} model: {e}", config.model.kind()),
+            path: path.to_path_buf(),
+            reason: format!("cannot load: {e}"),
         })
+}
+
+/// Every tensor `module` saves (parameters and batch norm's running statistics) with its
+/// shape, by key: what its `model.bpk` would hold.
+pub fn weight_shapes(module: &impl Module) -> Result<BTreeMap<String, Vec<usize>>, TrainError> {
+    let bytes = module
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::ReadBack {
+            what: "weights",
+            reason: e.to_string(),
+        })?;
+    let mut store = BurnpackStore::from_bytes(Some(bytes));
+    let tensors = store.get_all_tensors().map_err(|e| TrainError::ReadBack {
+        what: "weights",
+        reason: e.to_string(),
+    })?;
+    Ok(shapes_of(tensors))
+}
+
+fn shapes_of(
+    tensors: &BTreeMap<String, burn::store::burn_pack::Tensor>,
+) -> BTreeMap<String, Vec<usize>> {
+    tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.to_vec()))
+        .collect()
+}
+
+/// The tensors of a burnpack weights file with their shapes, by key.
+fn file_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>, TrainError> {
+    let mut store = BurnpackStore::from_file(path);
+    let tensors = store
+        .get_all_tensors()
+        .map_err(|e| TrainError::BadCheckpoint {
+            path: path.to_path_buf(),
+            reason: format!("cannot read: {e}"),
+        })?;
+    Ok(shapes_of(tensors))
+}
+
+/// How the weights of a checkpoint differ from a model's parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyDiff {
+    /// Keys the model has and the checkpoint lacks, with the model's shapes.
+    pub missing: Vec<(String, Vec<usize>)>,
+    /// Keys the checkpoint has and the model lacks, with the checkpoint's shapes.
+    pub unexpected: Vec<(String, Vec<usize>)>,
+    /// Keys in both with other shapes: `(key, model's shape, checkpoint's shape)`.
+    pub shapes: Vec<(String, Vec<usize>, Vec<usize>)>,
+}
+
+impl KeyDiff {
+    /// Compares a model's shapes with a checkpoint's.
+    pub fn between(
+        model: &BTreeMap<String, Vec<usize>>,
+        checkpoint: &BTreeMap<String, Vec<usize>>,
+    ) -> Self {
+        let mut diff = KeyDiff::default();
+        for (key, shape) in model {
+            match checkpoint.get(key) {
+                None => diff.missing.push((key.clone(), shape.clone())),
+                Some(other) if other != shape => {
+                    diff.shapes.push((key.clone(), shape.clone(), other.clone()));
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, shape) in checkpoint {
+            if !model.contains_key(key) {
+                diff.unexpected.push((key.clone(), shape.clone()));
+            }
+        }
+        diff
+    }
+
+    /// Whether the two agree on every key and shape.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.shapes.is_empty()
+    }
+}
+
+impl fmt::Display for KeyDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if !self.missing.is_empty() {
+            let keys: Vec<String> = self
+                .missing
+                .iter()
+                .map(|(k, s)| format!("{k} {s:?}"))
+                .collect();
+            parts.push(format!("missing in the checkpoint: {}", keys.join(", ")));
+        }
+        if !self.unexpected.is_empty() {
+            let keys: Vec<String> = self
+                .unexpected
+                .iter()
+                .map(|(k, s)| format!("{k} {s:?}"))
+                .collect();
+            parts.push(format!("not in the model: {}", keys.join(", ")));
+        }
+        if !self.shapes.is_empty() {
+            let keys: Vec<String> = self
+                .shapes
+                .iter()
+                .map(|(k, m, c)| format!("{k} (model {m:?}, checkpoint {c:?})"))
+                .collect();
+            parts.push(format!("other shapes: {}", keys.join(", ")));
+        }
+        f.write_str(&parts.join("; "))
+    }
 }
 
 /// Every readable checkpoint of a run folder, oldest first. Folders that are not complete
@@ -267,44 +394,17 @@ fn best_of(all: &[SavedCheckpoint]) -> Option<&SavedCheckpoint> {
     )
 }
 
-/// Which record a [`PartCheckpointer`] handles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Part {
-    Model,
-    Optim,
-    Scheduler,
+/// The three records of a checkpoint, serialized.
+pub(crate) struct Records {
+    pub model: Vec<u8>,
+    pub optim: Vec<u8>,
+    pub scheduler: Vec<u8>,
 }
 
-impl Part {
-    fn file(self) -> &'static str {
-        match self {
-            Part::Model => MODEL_FILE,
-            Part::Optim => OPTIM_FILE,
-            Part::Scheduler => SCHEDULER_FILE,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Pending {
-    state: Option<CheckpointState>,
-    parts: HashMap<Part, Vec<u8>>,
-}
-
-#[derive(Default)]
-struct StoreInner {
-    pending: HashMap<usize, Pending>,
-    done: HashMap<usize, Result<PathBuf, String>>,
-    paths: HashMap<usize, PathBuf>,
-}
-
-/// Collects the records of a checkpoint from Burn's checkpointer threads and writes the
-/// folder atomically when everything has arrived. Keyed by the global step.
+/// Writes a run's checkpoint folders atomically and keeps the newest `keep_last` and the best.
 pub(crate) struct CheckpointStore {
     dir: PathBuf,
     keep_last: usize,
-    inner: Mutex<StoreInner>,
-    ready: Condvar,
 }
 
 impl CheckpointStore {
@@ -312,91 +412,20 @@ impl CheckpointStore {
         Self {
             dir: run_dir.join(CHECKPOINTS_DIR),
             keep_last: keep_last.max(1),
-            inner: Mutex::new(StoreInner::default()),
-            ready: Condvar::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, StoreInner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Announces the state of the checkpoint `key`; the records follow from Burn.
-    pub fn stage(&self, key: usize, state: CheckpointState) {
-        let mut inner = self.lock();
-        inner.done.remove(&key);
-        inner.pending.entry(key).or_default().state = Some(state);
-        self.try_complete(&mut inner, key);
-    }
-
-    fn put(&self, key: usize, part: Part, bytes: Vec<u8>) {
-        let mut inner = self.lock();
-        inner
-            .pending
-            .entry(key)
-            .or_default()
-            .parts
-            .insert(part, bytes);
-        self.try_complete(&mut inner, key);
-    }
-
-    fn fail(&self, key: usize, reason: String) {
-        let mut inner = self.lock();
-        inner.pending.remove(&key);
-        inner.done.insert(key, Err(reason));
-        self.ready.notify_all();
-    }
-
-    fn try_complete(&self, inner: &mut StoreInner, key: usize) {
-        let complete = inner
-            .pending
-            .get(&key)
-            .is_some_and(|p| p.state.is_some() && p.parts.len() == 3);
-        if !complete {
-            return;
+    /// Writes the checkpoint, then deletes the ones no longer kept; returns its folder.
+    pub fn save(&self, state: &CheckpointState, records: &Records) -> Result<PathBuf, TrainError> {
+        let path = self.write(state, records)?;
+        if let Err(e) = self.prune() {
+            tracing::warn!(error = %e, "cannot delete old checkpoints");
         }
-        let Some(pending) = inner.pending.remove(&key) else {
-            return;
-        };
-        let result = self.write(pending).map_err(|e| e.to_string());
-        if let Ok(path) = &result {
-            inner.paths.insert(key, path.clone());
-            if let Err(e) = self.prune() {
-                tracing::warn!(error = %e, "cannot delete old checkpoints");
-            }
-        }
-        inner.done.insert(key, result);
-        self.ready.notify_all();
-    }
-
-    /// Waits until checkpoint `key` is written (or failed).
-    pub fn wait(&self, key: usize) -> Result<PathBuf, TrainError> {
-        let mut inner = self.lock();
-        loop {
-            if let Some(result) = inner.done.remove(&key) {
-                return result.map_err(|reason| TrainError::BadCheckpoint {
-                    path: self.dir.clone(),
-                    reason: format!("cannot write: {reason}"),
-                });
-            }
-            inner = self
-                .ready
-                .wait(inner)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-
-    fn path_of(&self, key: usize) -> Option<PathBuf> {
-        self.lock().paths.get(&key).cloned()
+        Ok(path)
     }
 
     /// Writes the folder under a temporary name, syncs it and renames it into place.
-    fn write(&self, pending: Pending) -> Result<PathBuf, TrainError> {
-        let Some(state) = pending.state else {
-            return Err(TrainError::InvalidConfig("checkpoint without state".into()));
-        };
+    fn write(&self, state: &CheckpointState, records: &Records) -> Result<PathBuf, TrainError> {
         fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
         let name = state.dir_name();
         let final_path = self.dir.join(&name);
@@ -405,15 +434,16 @@ impl CheckpointStore {
             fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
         }
         fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-        let json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Json {
+        let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Json {
             path: tmp.join(STATE_FILE),
             reason: e.to_string(),
         })?;
-        let mut files: Vec<(&str, &[u8])> = vec![(STATE_FILE, &json)];
-        for part in [Part::Model, Part::Optim, Part::Scheduler] {
-            let bytes = pending.parts.get(&part).map_or(&[][..], Vec::as_slice);
-            files.push((part.file(), bytes));
-        }
+        let files: [(&str, &[u8]); 4] = [
+            (STATE_FILE, &json),
+            (MODEL_FILE, &records.model),
+            (OPTIM_FILE, &records.optim),
+            (SCHEDULER_FILE, &records.scheduler),
+        ];
         for (file, bytes) in files {
             let path = tmp.join(file);
             let mut f = File::create(&path).map_err(|e| TrainError::io(&path, e))?;
@@ -473,60 +503,6 @@ fn sync_dir(dir: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Burn [`Checkpointer`] for one of the three records; hands its bytes to the store.
-pub(crate) struct PartCheckpointer {
-    store: Arc<CheckpointStore>,
-    part: Part,
-}
-
-impl PartCheckpointer {
-    pub fn new(store: Arc<CheckpointStore>, part: Part) -> Self {
-        Self { store, part }
-    }
-}
-
-impl<R: Checkpoint> Checkpointer<R> for PartCheckpointer {
-    fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
-        match record.checkpoint_into_bytes() {
-            Ok(bytes) => {
-                self.store.put(epoch, self.part, bytes.to_vec());
-                Ok(())
-            }
-            Err(e) => {
-                self.store.fail(epoch, format!("{}: {e}", self.part.file()));
-                Err(CheckpointerError::Record(e))
-            }
-        }
-    }
-
-    fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
-        // Retention is the store's (keep the last K and the best by test accuracy).
-        Ok(())
-    }
-
-    fn restore(&self, epoch: usize) -> Result<R, CheckpointerError> {
-        let dir = self.store.path_of(epoch).ok_or_else(|| {
-            CheckpointerError::Unknown(format!("no checkpoint written at step {epoch}"))
-        })?;
-        let bytes = fs::read(dir.join(self.part.file())).map_err(CheckpointerError::IOError)?;
-        R::checkpoint_from_bytes(Bytes::from_bytes_vec(bytes)).map_err(CheckpointerError::Record)
-    }
-}
-
-/// Burn checkpointing strategy: save whenever asked (the loop asks once per epoch and on a
-/// requested stop); the store does the retention.
-pub(crate) struct SaveEveryCall;
-
-impl CheckpointingStrategy for SaveEveryCall {
-    fn checkpointing(
-        &mut self,
-        _epoch: usize,
-        _store: &EventStoreClient,
-    ) -> Vec<CheckpointingAction> {
-        vec![CheckpointingAction::Save]
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -549,12 +525,13 @@ mod tests {
         }
     }
 
-    fn save(store: &CheckpointStore, key: usize, s: CheckpointState) -> PathBuf {
-        store.stage(key, s);
-        for part in [Part::Model, Part::Optim, Part::Scheduler] {
-            store.put(key, part, vec![1, 2, 3]);
-        }
-        store.wait(key).unwrap()
+    fn save(store: &CheckpointStore, _key: usize, s: CheckpointState) -> PathBuf {
+        let records = Records {
+            model: vec![1, 2, 3],
+            optim: vec![4, 5],
+            scheduler: vec![6],
+        };
+        store.save(&s, &records).unwrap()
     }
 
     #[test]

@@ -83,22 +83,20 @@ impl TrainConfig {
 
     /// Checks the values that would otherwise fail deep inside the run.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |what: String| Err(TrainError::InvalidConfig(what));
+        let at_least_1 = |field: &'static str| Err(TrainError::invalid(field, 0, "at least 1"));
         if self.epochs == 0 {
-            return bad("epochs must be at least 1".into());
+            return at_least_1("epochs");
         }
         if self.batch_size == 0 {
-            return bad("batch_size must be at least 1".into());
+            return at_least_1("batch_size");
         }
         if self.limit == Some(0) {
-            return bad("limit must be at least 1".into());
+            return at_least_1("limit");
         }
         if self.keep_last == 0 {
-            return bad("keep_last must be at least 1".into());
+            return at_least_1("keep_last");
         }
-        self.model
-            .validate()
-            .map_err(|e| TrainError::InvalidConfig(e.to_string()))?;
+        self.model.validate()?;
         self.optimizer.validate()?;
         self.schedule.validate()?;
         Ok(())
@@ -288,10 +286,12 @@ impl OptimizerConfig {
 
     /// Checks ranges the way PyTorch's constructors do.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |what: String| Err(TrainError::InvalidConfig(what));
+        let bad = |field: &'static str, value: String, expected: &str| {
+            Err(TrainError::invalid(field, value, expected))
+        };
         let lr = self.lr();
         if !lr.is_finite() || lr <= 0.0 {
-            return bad(format!("learning rate must be a positive number, got {lr}"));
+            return bad("optimizer.lr", lr.to_string(), "a positive number");
         }
         match *self {
             OptimizerConfig::Sgd {
@@ -302,16 +302,20 @@ impl OptimizerConfig {
                 ..
             } => {
                 if !(0.0..1.0).contains(&momentum) {
-                    return bad(format!("momentum must be in [0, 1), got {momentum}"));
+                    return bad("optimizer.momentum", momentum.to_string(), "in [0, 1)");
                 }
                 if !(0.0..=1.0).contains(&dampening) {
-                    return bad(format!("dampening must be in [0, 1], got {dampening}"));
+                    return bad("optimizer.dampening", dampening.to_string(), "in [0, 1]");
                 }
                 if !weight_decay.is_finite() || weight_decay < 0.0 {
-                    return bad(format!("weight_decay must be >= 0, got {weight_decay}"));
+                    return bad("optimizer.weight_decay", weight_decay.to_string(), ">= 0");
                 }
                 if nesterov && (momentum <= 0.0 || dampening != 0.0) {
-                    return bad("Nesterov momentum requires a momentum and zero dampening".into());
+                    return bad(
+                        "optimizer.nesterov",
+                        format!("true (momentum {momentum}, dampening {dampening})"),
+                        "a positive momentum and zero dampening",
+                    );
                 }
             }
             OptimizerConfig::Adam {
@@ -329,13 +333,13 @@ impl OptimizerConfig {
                 ..
             } => {
                 if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
-                    return bad(format!("betas must be in [0, 1), got ({beta1}, {beta2})"));
+                    return bad("optimizer.betas", format!("({beta1}, {beta2})"), "both in [0, 1)");
                 }
                 if !eps.is_finite() || eps <= 0.0 {
-                    return bad(format!("eps must be positive, got {eps}"));
+                    return bad("optimizer.eps", eps.to_string(), "positive");
                 }
                 if !weight_decay.is_finite() || weight_decay < 0.0 {
-                    return bad(format!("weight_decay must be >= 0, got {weight_decay}"));
+                    return bad("optimizer.weight_decay", weight_decay.to_string(), ">= 0");
                 }
             }
         }
@@ -354,9 +358,11 @@ impl FromStr for OptimizerConfig {
             "sgd-momentum" | "momentum" => Ok(Self::sgd_momentum(0.01, 0.9)),
             "adam" => Ok(Self::adam(0.01)),
             "adamw" => Ok(Self::adamw(0.01)),
-            other => Err(TrainError::InvalidConfig(format!(
-                "unknown optimizer {other:?}: expected sgd, sgd-momentum, adam or adamw"
-            ))),
+            other => Err(TrainError::UnknownName {
+                what: "optimizer",
+                name: other.to_string(),
+                expected: "sgd, sgd-momentum, adam, adamw",
+            }),
         }
     }
 }
@@ -421,25 +427,23 @@ impl LrSchedule {
 
     /// Checks the schedule's parameters.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |what: String| Err(TrainError::InvalidConfig(what));
+        let bad = |field: &'static str, value: String, expected: &str| {
+            Err(TrainError::invalid(field, value, expected))
+        };
         match *self {
             LrSchedule::Constant => Ok(()),
             LrSchedule::Step { step_epochs, gamma } => {
                 if step_epochs == 0 {
-                    return bad("step schedule: step_epochs must be at least 1".into());
+                    return bad("schedule.step_epochs", "0".into(), "at least 1");
                 }
                 if !gamma.is_finite() || gamma <= 0.0 {
-                    return bad(format!(
-                        "step schedule: gamma must be positive, got {gamma}"
-                    ));
+                    return bad("schedule.gamma", gamma.to_string(), "positive");
                 }
                 Ok(())
             }
             LrSchedule::Cosine { min_lr } => {
                 if !min_lr.is_finite() || min_lr < 0.0 {
-                    return bad(format!(
-                        "cosine schedule: min_lr must be >= 0, got {min_lr}"
-                    ));
+                    return bad("schedule.min_lr", min_lr.to_string(), ">= 0");
                 }
                 Ok(())
             }
@@ -449,12 +453,14 @@ impl LrSchedule {
                 final_div_factor,
             } => {
                 if !(pct_start > 0.0 && pct_start < 1.0) {
-                    return bad(format!(
-                        "one-cycle: pct_start must be in (0, 1), got {pct_start}"
-                    ));
+                    return bad("schedule.pct_start", pct_start.to_string(), "in (0, 1)");
                 }
                 if !(div_factor > 0.0 && final_div_factor > 0.0) {
-                    return bad("one-cycle: div factors must be positive".into());
+                    return bad(
+                        "schedule.div_factor",
+                        format!("{div_factor} / {final_div_factor}"),
+                        "both positive",
+                    );
                 }
                 Ok(())
             }
@@ -476,9 +482,11 @@ impl FromStr for LrSchedule {
             }),
             "cosine" => Ok(LrSchedule::Cosine { min_lr: 0.0 }),
             "one-cycle" | "onecycle" => Ok(LrSchedule::one_cycle()),
-            other => Err(TrainError::InvalidConfig(format!(
-                "unknown schedule {other:?}: expected constant, step, cosine or one-cycle"
-            ))),
+            other => Err(TrainError::UnknownName {
+                what: "schedule",
+                name: other.to_string(),
+                expected: "constant, step, cosine, one-cycle",
+            }),
         }
     }
 }

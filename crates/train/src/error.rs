@@ -6,9 +6,81 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrainError {
-    /// A configuration value is out of range or unknown.
-    #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {field} = {value}: {expected}")]
+    InvalidValue {
+        /// The setting (`epochs`, `batch_size`, `optimizer.momentum`, ...).
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        expected: String,
+    },
+
+    /// A name (optimizer, schedule) that is not one of the known ones.
+    #[error("unknown {what} {name:?}: expected one of {expected}")]
+    UnknownName {
+        /// What kind of name (`optimizer`, `schedule`).
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The accepted names.
+        expected: &'static str,
+    },
+
+    /// The model and the data do not fit together; found before the first step.
+    #[error("the model does not fit the data: {0}")]
+    Mismatch(#[from] crate::fit::check::DataMismatch),
+
+    /// A checkpoint holds the weights of another architecture than the model it is loaded
+    /// into; every differing key is listed.
+    #[error("checkpoint {path} does not fit the model: {diff}")]
+    Architecture {
+        /// The weights file.
+        path: PathBuf,
+        /// The keys and shapes that differ.
+        diff: crate::checkpoint::KeyDiff,
+    },
+
+    /// The run to resume has already trained every epoch asked for.
+    #[error("{path} already has {done} epochs; ask for more than {asked} to continue")]
+    AlreadyTrained {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Epochs it has.
+        done: usize,
+        /// Epochs asked for.
+        asked: usize,
+    },
+
+    /// An image handed to [`classify`](crate::classify) has the wrong number of bytes.
+    #[error("image has {got} bytes, expected {expected} for {shape:?}")]
+    ImageSize {
+        /// Bytes given.
+        got: usize,
+        /// Bytes expected.
+        expected: usize,
+        /// `[channels, height, width]` expected.
+        shape: [usize; 3],
+    },
+
+    /// An image file to classify cannot be read or converted.
+    #[error("{path}: {reason}")]
+    BadImage {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A tensor could not be read back from the device (a backend fault).
+    #[error("cannot read {what} back from the device: {reason}")]
+    ReadBack {
+        /// What was being read (`loss`, `predictions`, ...).
+        what: &'static str,
+        /// What the backend said.
+        reason: String,
+    },
 
     /// The run folder cannot be created or written; found before training starts.
     #[error("output folder {path} is not writable: {source}")]
@@ -90,36 +162,51 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] torchlet_data::DataError),
 
+    /// A batch could not be loaded during a pass over the data.
+    #[error("{split} data loader: {source}")]
+    Loader {
+        /// `train` or `test`.
+        split: &'static str,
+        /// What failed.
+        #[source]
+        source: torchlet_data::DataError,
+    },
+
     /// The model configuration is invalid.
     #[error(transparent)]
     Model(#[from] torchlet_model::ModelConfigError),
 
     /// Writing a TensorBoard event file failed.
     #[error(transparent)]
-    TensorBoard(#[from] crate::tensorboard::TensorBoardError),
+    TensorBoard(#[from] crate::output::tensorboard::TensorBoardError),
 
     /// Writing a chart failed.
     #[error(transparent)]
-    Plot(#[from] crate::plot::PlotError),
+    Plot(#[from] crate::output::plot::PlotError),
 
     /// Writing the sample grid failed.
     #[error(transparent)]
-    Grid(#[from] crate::grid::GridError),
+    Grid(#[from] crate::output::grid::GridError),
 
     /// Building the confusion matrix failed.
     #[error(transparent)]
-    Confusion(#[from] crate::confusion::ConfusionError),
+    Confusion(#[from] crate::output::confusion::ConfusionError),
 
     /// An atomic write failed.
     #[error(transparent)]
     Atomic(#[from] crate::atomic::AtomicWriteError),
-
-    /// Burn's training loop reported an error (data, checkpoint or metric failure).
-    #[error("training failed: {0}")]
-    Training(String),
 }
 
 impl TrainError {
+    /// A [`TrainError::InvalidValue`].
+    pub fn invalid(field: &'static str, value: impl ToString, expected: impl Into<String>) -> Self {
+        TrainError::InvalidValue {
+            field,
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+
     /// An [`TrainError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TrainError::Io {

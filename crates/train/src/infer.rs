@@ -2,13 +2,11 @@
 
 use std::path::Path;
 
-use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops::FilterType;
 use torchlet_data::ImageShape;
-use torchlet_data::image_folder::{decode, hwc_to_chw};
-use torchlet_model::Model;
+use torchlet_model::ImageClassifier;
 
 use crate::error::TrainError;
 
@@ -23,35 +21,63 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
 }
 
-/// Decodes a PNG or JPEG file to 32×32 CHW bytes, resizing (bilinear) when it has another
-/// size: what the tutorial's models take.
-pub fn load_image_32(path: &Path) -> Result<Vec<u8>, TrainError> {
-    let mut img = decode(path)?;
-    let side = ImageShape::CIFAR.width as u32;
-    if img.width() != side || img.height() != side {
-        img = image::imageops::resize(&img, side, side, FilterType::Triangle);
+/// Decodes a PNG or JPEG file to CHW bytes of `shape` (1 channel: grayscale, 3: RGB),
+/// resizing (bilinear) when it has another size: what a model trained on `shape` takes.
+pub fn load_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>, TrainError> {
+    let img = image::open(path).map_err(|e| TrainError::BadImage {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let [c, h, w] = shape.dims();
+    let (w32, h32) = (
+        u32::try_from(w).unwrap_or(u32::MAX),
+        u32::try_from(h).unwrap_or(u32::MAX),
+    );
+    let img = if img.width() != w32 || img.height() != h32 {
+        img.resize_exact(w32, h32, FilterType::Triangle)
+    } else {
+        img
+    };
+    let hwc = match c {
+        1 => img.into_luma8().into_raw(),
+        3 => img.into_rgb8().into_raw(),
+        _ => {
+            return Err(TrainError::BadImage {
+                path: path.to_path_buf(),
+                reason: format!("models of {c} channels take no image files (1 or 3 only)"),
+            });
+        }
+    };
+    let plane = h * w;
+    let mut chw = vec![0u8; c * plane];
+    for (i, px) in hwc.chunks_exact(c).enumerate() {
+        for (ch, &v) in px.iter().enumerate() {
+            chw[ch * plane + i] = v;
+        }
     }
-    let mut chw = vec![0u8; ImageShape::CIFAR.numel()];
-    hwc_to_chw(img.as_raw(), ImageShape::CIFAR, &mut chw);
     Ok(chw)
+}
+
+/// [`load_image`] for the tutorial's 3 × 32 × 32 images.
+pub fn load_image_32(path: &Path) -> Result<Vec<u8>, TrainError> {
+    load_image(path, ImageShape::CIFAR)
 }
 
 /// Classifies one CHW `u8` image of `shape` with the `ToTensor` transform the training used
 /// (values / 255), in eval mode and without autodiff.
-pub fn classify(
-    model: &Model,
+pub fn classify<M: ImageClassifier>(
+    model: &M,
     image_chw: &[u8],
     shape: ImageShape,
     class_names: &[String],
     device: &Device,
 ) -> Result<Prediction, TrainError> {
     if image_chw.len() != shape.numel() {
-        return Err(TrainError::InvalidConfig(format!(
-            "image has {} bytes, expected {} for {:?}",
-            image_chw.len(),
-            shape.numel(),
-            shape.dims()
-        )));
+        return Err(TrainError::ImageSize {
+            got: image_chw.len(),
+            expected: shape.numel(),
+            shape: shape.dims(),
+        });
     }
     let values: Vec<f32> = image_chw.iter().map(|&b| f32::from(b) / 255.0).collect();
     let [c, h, w] = shape.dims();
@@ -60,7 +86,10 @@ pub fn classify(
     let probabilities: Vec<f32> = softmax(logits, 1)
         .into_data()
         .try_into_vec_as::<f32>()
-        .map_err(|e| TrainError::Training(format!("reading probabilities: {e:?}")))?;
+        .map_err(|e| TrainError::ReadBack {
+            what: "probabilities",
+            reason: format!("{e:?}"),
+        })?;
     let class = probabilities
         .iter()
         .enumerate()

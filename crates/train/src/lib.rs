@@ -4,20 +4,23 @@
 //!
 //! | PyTorch | torchlet-train |
 //! |---|---|
-//! | `criterion = nn.CrossEntropyLoss()`, `loss.backward()` | [`Classifier`] (Burn's `TrainStep` / `InferenceStep`) |
+//! | `criterion = nn.CrossEntropyLoss()`, `loss.backward()`, `optimizer.step()` | one step of [`fit`] |
 //! | `optim.SGD(lr, momentum, weight_decay, nesterov)`, `Adam`, `AdamW` | [`OptimizerConfig`] |
 //! | `StepLR`, `CosineAnnealingLR`, `OneCycleLR` | [`LrSchedule`] |
 //! | `for epoch in ...: train(); test()` | [`Trainer::fit`] |
 //! | `model.train()` / `model.eval()` + `torch.no_grad()` | Burn's `Module::train` / `Module::valid` (done by the loop) |
-//! | `torch.save({...})`, `load_state_dict` | [`checkpoint`] ([`SavedCheckpoint`]) |
+//! | `torch.save({...})`, `model.load_state_dict(...)` | [`checkpoint`] ([`SavedCheckpoint::load_into`]) |
 //! | `SummaryWriter.add_scalar` | [`tensorboard`] |
+//! | `for imgs, targets in test_loader` + accuracy | [`fit`]'s evaluation, [`confusion`] |
 //! | `torch.device("cuda" if ... else "cpu")` | [`select_device`] |
 //!
-//! The training loop is Burn's `SupervisedTraining` + `Learner`, run by a custom
-//! `SupervisedLearningStrategy` ([`strategy`] explains what Burn's default one lacks). A run
+//! The loop ([`fit`]) is torchlet's own, over Burn's autodiff, optimizers, schedulers and
+//! records; it trains any [`ImageClassifier`](torchlet_model::ImageClassifier) — the built-in
+//! models and your own (`Trainer::new(config, dir).model(my_net)`) — the same way. A run
 //! folder holds `config.json`, TensorBoard event files (`train_loss` per step, `test_loss` and
 //! `test_accuracy` per epoch), `metrics.csv`, `loss.svg`, `accuracy.svg`, `checkpoints/` and,
-//! at the end, `confusion.csv`, `confusion.md`, `per_class_accuracy.csv` and `samples.png`.
+//! at the end, `confusion.csv`, `confusion.md`, `per_class_accuracy.csv` and `samples.png`
+//! (the writers are in [`output`]).
 //!
 //! The library prints nothing: it reports through an [`Observer`] and `tracing`.
 //!
@@ -52,28 +55,23 @@
 pub mod atomic;
 pub mod checkpoint;
 pub mod config;
-pub mod confusion;
 pub mod device;
 pub mod error;
-pub mod grid;
+pub mod fit;
 pub mod infer;
-pub mod metrics_csv;
 pub mod optim;
-pub mod plot;
-pub mod renderer;
+pub mod output;
 pub mod report;
-pub mod run;
-pub mod step;
-pub mod strategy;
-pub mod tensorboard;
+pub mod trainer;
 
-pub use checkpoint::{SavedCheckpoint, list_checkpoints};
+pub use checkpoint::{KeyDiff, SavedCheckpoint, list_checkpoints};
 pub use config::{LrSchedule, OptimizerConfig, TrainConfig};
 pub use device::{DeviceChoice, SelectedDevice, select_device};
 pub use error::{Result, TrainError};
-pub use infer::{Prediction, classify, load_image_32};
+pub use fit::check::DataMismatch;
+pub use infer::{Prediction, classify, load_image, load_image_32};
+pub use output::{confusion, grid, metrics_csv, plot, tensorboard};
 pub use report::{
     CheckpointSaved, EpochSummary, Observer, Phase, Progress, RunStart, Silent, StepLog,
 };
-pub use run::{StopHandle, TrainReport, Trainer};
-pub use step::Classifier;
+pub use trainer::{StopHandle, TrainReport, Trainer};

@@ -81,8 +81,7 @@ pub fn build_scheduler(
     config.schedule.validate()?;
     let lr = config.optimizer.lr();
     let total = (config.epochs * steps_per_epoch).max(1);
-    let burn_err =
-        |e: String| TrainError::InvalidConfig(format!("{} schedule: {e}", config.schedule));
+    let burn_err = |e: String| TrainError::invalid("schedule", config.schedule.name(), e);
     match config.schedule {
         LrSchedule::Constant => Ok(ModuleLrScheduler::new(lr)),
         LrSchedule::Step { step_epochs, gamma } => {

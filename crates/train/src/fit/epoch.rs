@@ -1,0 +1,116 @@
+//! One training pass: `for imgs, targets in train_loader: loss = criterion(model(imgs),
+//! targets); optimizer.zero_grad(); loss.backward(); optimizer.step()`.
+
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use torchlet_data::ImageBatch;
+use torchlet_model::ImageClassifier;
+
+use super::{EpochEnd, Run, TAG_TRAIN_LOSS, rng_lock};
+use crate::checkpoint::PartialEpoch;
+use crate::error::TrainError;
+use crate::report::{Phase, Progress, StepLog};
+
+/// splitmix64 of (seed, step): the backend's random stream (dropout masks) for one step, the
+/// same after a resume.
+pub(crate) fn step_seed(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl<M: ImageClassifier> Run<M> {
+    /// Trains epoch `epoch` (1-based), skipping its first `skip` batches (already trained
+    /// before a resume, their sums in `sums`).
+    pub(super) fn train_epoch(
+        &mut self,
+        epoch: usize,
+        skip: usize,
+        mut sums: PartialEpoch,
+    ) -> Result<EpochEnd, TrainError> {
+        let steps = self.train.len();
+        let mut batches = self.train.iter_epoch((epoch - 1) as u64);
+        for _ in 0..skip {
+            if batches.try_next().is_none() {
+                break;
+            }
+        }
+        let start = Instant::now();
+        let mut batch = skip;
+        let mut since_log = (0.0f64, 0usize);
+        while let Some(item) = batches.try_next() {
+            let item = item.map_err(|source| TrainError::Loader {
+                split: "train",
+                source,
+            })?;
+            let images = item.targets.dims()[0];
+            let loss = self.step(item, epoch)?;
+            batch += 1;
+            sums.loss_sum += loss;
+            sums.batches += 1;
+            sums.images += images;
+            since_log.0 += loss;
+            since_log.1 += 1;
+            self.tensorboard(TAG_TRAIN_LOSS, loss, self.global_step as i64);
+            self.reporter().progress(&Progress {
+                phase: Phase::Train,
+                epoch,
+                epochs: self.config.epochs,
+                done: batch,
+                total: steps,
+                mean_loss: sums.loss_sum / sums.batches as f64,
+            });
+            let every = self.config.log_every;
+            if every > 0 && batch.is_multiple_of(every) {
+                self.reporter().step(&StepLog {
+                    epoch,
+                    step: batch,
+                    steps_per_epoch: steps,
+                    global_step: self.global_step,
+                    loss,
+                    mean_loss: since_log.0 / since_log.1.max(1) as f64,
+                    lr: self.lr,
+                    elapsed_s: self.started.elapsed().as_secs_f64(),
+                });
+                since_log = (0.0, 0);
+            }
+            if self.stop.is_stopped() {
+                break;
+            }
+        }
+        sums.seconds += start.elapsed().as_secs_f64();
+        if self.stop.is_stopped() && batch < steps {
+            return Ok(EpochEnd::Stopped(sums, batch));
+        }
+        Ok(EpochEnd::Complete(sums))
+    }
+
+    /// One optimizer step on `batch`; returns its loss. A NaN or infinite loss stops the run
+    /// before the step changes any weight.
+    pub(super) fn step(&mut self, batch: ImageBatch, epoch: usize) -> Result<f64, TrainError> {
+        let _rng = rng_lock();
+        self.device
+            .seed(step_seed(self.config.seed, self.global_step + 1));
+        // outputs = model(imgs); loss = criterion(outputs, targets)
+        let logits = self.model.forward(batch.images);
+        let loss = self.loss.forward(logits, batch.targets);
+        let value = loss.clone().into_scalar::<f64>();
+        if !value.is_finite() {
+            return Err(TrainError::NonFiniteLoss {
+                loss: value,
+                epoch,
+                step: self.global_step + 1,
+                last_checkpoint: self.last_checkpoint.clone(),
+            });
+        }
+        // loss.backward(); optimizer.step() (gradients are fresh each step: no zero_grad)
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let lr = self.scheduler.step();
+        self.lr = lr.base();
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.global_step += 1;
+        Ok(value)
+    }
+}
