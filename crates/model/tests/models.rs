@@ -719,8 +719,8 @@ fn single_block_kernels_take_one_channel_and_odd_sizes() {
             let (want_dims, want) = run(false);
             let (got_dims, got) = run(true);
             assert_eq!(got_dims, want_dims);
-            for (name, (g, w)) in ["y", "dx", "dw", "db"].iter().zip(got.iter().zip(&want)) {
-                let diff = relative_diff(g, w);
+            for (name, (g, e)) in ["y", "dx", "dw", "db"].iter().zip(got.iter().zip(&want)) {
+                let diff = relative_diff(g, e);
                 assert!(
                     diff <= 1e-4,
                     "{c_in}x{h}x{w} -> {c_out}, pooled {pooled}: {name} differs by {diff}"
