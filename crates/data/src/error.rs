@@ -101,8 +101,12 @@ pub enum DataError {
         reason: String,
     },
 
-    /// An image whose size differs from the others in the dataset.
-    #[error("{path}: image is {found_w}x{found_h}, expected {expected_w}x{expected_h}")]
+    /// An image whose size differs from the first image of its folder (and no resize was
+    /// asked for).
+    #[error(
+        "{path}: image is {found_w}x{found_h} (width x height), but the first image, {first}, \
+         is {expected_w}x{expected_h}; resize them to one size to load images of mixed sizes"
+    )]
     ImageSize {
         /// The image file.
         path: PathBuf,
@@ -114,6 +118,22 @@ pub enum DataError {
         expected_w: u32,
         /// Height expected.
         expected_h: u32,
+        /// The file whose size is expected: the folder's first image.
+        first: PathBuf,
+    },
+
+    /// A per-channel step (`Normalize`) with another number of channels than the images.
+    #[error(
+        "{step} has {step_channels} channel(s) but the images have {image_channels}: \
+         give one mean and one std per image channel"
+    )]
+    ChannelMismatch {
+        /// The step, e.g. `"Normalize"`.
+        step: &'static str,
+        /// Channels the step has values for.
+        step_channels: usize,
+        /// Channels of the images.
+        image_channels: usize,
     },
 
     /// A dataset with no items, or a folder with no classes.

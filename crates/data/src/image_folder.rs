@@ -7,11 +7,30 @@
 //! ```
 //!
 //! Classes are the sub-folder names in sorted order (label 0 is the first). Files are decoded
-//! once, in parallel, into one contiguous buffer; every image must have the size of the first.
-//! Files with other extensions are ignored, as torchvision does.
+//! once, in parallel, into one contiguous buffer. Files with other extensions are ignored, as
+//! torchvision does.
+//!
+//! [`load_image_folder`] loads with the defaults; [`ImageFolder`] chooses:
+//!
+//! * the channels ([`Channels`]): by default one when every file is grayscale, else three
+//!   (RGB); or always one, or always three;
+//! * a size: by default every image must have the size of the first (the error names the
+//!   first file that does not, before anything is decoded); [`ImageFolder::resize`] scales
+//!   every image to one size instead (bilinear, the `image` crate's `Triangle` filter).
+//!
+//! ```no_run
+//! use torchlet_data::image_folder::{Channels, ImageFolder};
+//!
+//! let mnist_like = ImageFolder::new("data/digits").load()?; // 1 x 28 x 28 if all are gray
+//! let rgb_64 = ImageFolder::new("data/photos").channels(Channels::Rgb).resize(64, 64).load()?;
+//! assert_eq!(rgb_64.shape().dims(), [3, 64, 64]);
+//! # let _ = mnist_like;
+//! # Ok::<(), torchlet_data::DataError>(())
+//! ```
 
 use std::path::{Path, PathBuf};
 
+use image::imageops::FilterType;
 use rayon::prelude::*;
 
 use crate::dataset::{ImageDataset, ImageShape};
@@ -20,106 +39,312 @@ use crate::error::{DataError, Result};
 /// File extensions read as images (case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
-/// Loads an image-folder dataset from `root`.
-pub fn load_image_folder(root: impl AsRef<Path>) -> Result<ImageDataset> {
-    let root = root.as_ref();
-    let mut classes = Vec::new();
-    for entry in std::fs::read_dir(root).map_err(|e| DataError::io(root, e))? {
-        let entry = entry.map_err(|e| DataError::io(root, e))?;
-        if entry
-            .file_type()
-            .map_err(|e| DataError::io(entry.path(), e))?
-            .is_dir()
-        {
-            classes.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    classes.sort();
-    if classes.is_empty() {
-        return Err(DataError::Empty {
-            path: root.to_path_buf(),
-            reason: "no class sub-folders".into(),
-        });
-    }
-    let mut files: Vec<(PathBuf, u16)> = Vec::new();
-    for (label, class) in classes.iter().enumerate() {
-        let dir = root.join(class);
-        let mut in_class = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
-            let path = entry.map_err(|e| DataError::io(&dir, e))?.path();
-            let is_image = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)));
-            if is_image && path.is_file() {
-                in_class.push(path);
-            }
-        }
-        in_class.sort();
-        let label = u16::try_from(label)
-            .map_err(|_| DataError::InvalidConfig("more than 65,536 classes".into()))?;
-        files.extend(in_class.into_iter().map(|p| (p, label)));
-    }
-    let Some((first, _)) = files.first() else {
-        return Err(DataError::Empty {
-            path: root.to_path_buf(),
-            reason: "no .png/.jpg/.jpeg files in the class folders".into(),
-        });
-    };
-    let first = decode(first)?;
-    let (w, h) = first.dimensions();
-    let shape = ImageShape {
-        channels: 3,
-        height: h as usize,
-        width: w as usize,
-    };
-    let numel = shape.numel();
-    let mut pixels = vec![0u8; files.len() * numel];
-    pixels
-        .par_chunks_exact_mut(numel)
-        .zip(files.par_iter())
-        .try_for_each(|(out, (path, _))| -> Result<()> {
-            let img = decode(path)?;
-            if img.dimensions() != (w, h) {
-                return Err(DataError::ImageSize {
-                    path: path.clone(),
-                    found_w: img.width(),
-                    found_h: img.height(),
-                    expected_w: w,
-                    expected_h: h,
-                });
-            }
-            hwc_to_chw(img.as_raw(), shape, out);
-            Ok(())
-        })?;
-    let labels = files.iter().map(|&(_, l)| l).collect();
-    ImageDataset::new(pixels, labels, shape, classes)
+/// The filter [`ImageFolder::resize`] scales images with: bilinear (`Triangle`).
+pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
+
+/// How many channels the images of an [`ImageFolder`] load with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Channels {
+    /// One channel when every file is grayscale (with or without alpha), three (RGB)
+    /// otherwise; decided from the files' headers.
+    #[default]
+    Auto,
+    /// One channel: color images become their luma (`0.2126 R + 0.7152 G + 0.0722 B`, the
+    /// `image` crate's conversion).
+    Gray,
+    /// Three channels, RGB: a grayscale image gives three equal channels.
+    Rgb,
 }
 
-/// Decodes a PNG or JPEG file to 8-bit RGB.
-pub fn decode(path: &Path) -> Result<image::RgbImage> {
+/// What a file's header says: its size and whether it has color.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Header {
+    width: u32,
+    height: u32,
+    color: bool,
+}
+
+/// Reads the size and color type of an image file from its header, without decoding pixels.
+fn read_header(path: &Path) -> Result<Header> {
+    use image::ImageDecoder;
+    let decoder = image::ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .into_decoder()
+        .map_err(|e| DataError::ImageDecode {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let (width, height) = decoder.dimensions();
+    Ok(Header {
+        width,
+        height,
+        color: decoder.color_type().has_color(),
+    })
+}
+
+/// An image-folder dataset to load, with its options: `ImageFolder(root)` with torchvision's
+/// `Grayscale` / `Resize` folded in.
+///
+/// Alpha channels are dropped (not composited); 16-bit images are scaled to 8 bits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageFolder {
+    root: PathBuf,
+    channels: Channels,
+    resize: Option<(usize, usize)>,
+}
+
+impl ImageFolder {
+    /// The folder at `root`, with the defaults: [`Channels::Auto`], no resize.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            channels: Channels::Auto,
+            resize: None,
+        }
+    }
+
+    /// How many channels the images load with (default [`Channels::Auto`]).
+    pub fn channels(mut self, channels: Channels) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// Scales every image to `height × width` pixels ([`RESIZE_FILTER`], bilinear; images
+    /// already of that size are kept as they are), so that files of different sizes load
+    /// together. Without it, every image must have the size of the first.
+    pub fn resize(mut self, height: usize, width: usize) -> Self {
+        self.resize = Some((height, width));
+        self
+    }
+
+    /// The class names (sorted sub-folder names) and the image files with their labels, in
+    /// load order (by class, then by path).
+    pub fn files(&self) -> Result<(Vec<String>, Vec<(PathBuf, u16)>)> {
+        let root = &self.root;
+        let mut classes = Vec::new();
+        for entry in std::fs::read_dir(root).map_err(|e| DataError::io(root, e))? {
+            let entry = entry.map_err(|e| DataError::io(root, e))?;
+            if entry
+                .file_type()
+                .map_err(|e| DataError::io(entry.path(), e))?
+                .is_dir()
+            {
+                classes.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        classes.sort();
+        if classes.is_empty() {
+            return Err(DataError::Empty {
+                path: root.clone(),
+                reason: "no class sub-folders".into(),
+            });
+        }
+        let mut files: Vec<(PathBuf, u16)> = Vec::new();
+        for (label, class) in classes.iter().enumerate() {
+            let dir = root.join(class);
+            let mut in_class = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
+                let path = entry.map_err(|e| DataError::io(&dir, e))?.path();
+                let is_image = path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)));
+                if is_image && path.is_file() {
+                    in_class.push(path);
+                }
+            }
+            in_class.sort();
+            let label = u16::try_from(label)
+                .map_err(|_| DataError::InvalidConfig("more than 65,536 classes".into()))?;
+            files.extend(in_class.into_iter().map(|p| (p, label)));
+        }
+        Ok((classes, files))
+    }
+
+    /// Reads every file's header, checks the sizes, then decodes every image.
+    ///
+    /// Errors name the file: one that cannot be read or decoded
+    /// ([`DataError::Io`], [`DataError::ImageDecode`]), or, without a resize, the first whose
+    /// size differs from the first file's ([`DataError::ImageSize`]).
+    pub fn load(&self) -> Result<ImageDataset> {
+        let resize = self.resize.map(resize_target).transpose()?;
+        let (classes, files) = self.files()?;
+        if files.is_empty() {
+            return Err(DataError::Empty {
+                path: self.root.clone(),
+                reason: "no .png/.jpg/.jpeg files in the class folders".into(),
+            });
+        }
+        // Headers only (cheap, in parallel), then checked in load order: the error names the
+        // first file that cannot be read or, without a resize, whose size is not the first's.
+        let headers: Vec<Result<Header>> = files.par_iter().map(|(p, _)| read_header(p)).collect();
+        let mut checked: Vec<Header> = Vec::with_capacity(headers.len());
+        for (header, (path, _)) in headers.into_iter().zip(&files) {
+            let header = header?;
+            if resize.is_none()
+                && let Some(first) = checked.first()
+                && (header.width, header.height) != (first.width, first.height)
+            {
+                return Err(DataError::ImageSize {
+                    path: path.clone(),
+                    found_w: header.width,
+                    found_h: header.height,
+                    expected_w: first.width,
+                    expected_h: first.height,
+                    first: files[0].0.clone(),
+                });
+            }
+            checked.push(header);
+        }
+        let headers = checked;
+        let first = headers[0];
+        let gray = match self.channels {
+            Channels::Auto => headers.iter().all(|h| !h.color),
+            Channels::Gray => true,
+            Channels::Rgb => false,
+        };
+        let (width, height) = resize.unwrap_or((first.width, first.height));
+        let shape = ImageShape {
+            channels: if gray { 1 } else { 3 },
+            height: height as usize,
+            width: width as usize,
+        };
+        let numel = shape.numel();
+        if numel == 0 {
+            return Err(DataError::Empty {
+                path: files[0].0.clone(),
+                reason: format!("image is {width}x{height} (width x height): no pixels"),
+            });
+        }
+        let total = numel.checked_mul(files.len()).ok_or_else(|| {
+            DataError::InvalidConfig(format!(
+                "{} images of {:?} do not fit in memory",
+                files.len(),
+                shape.dims()
+            ))
+        })?;
+        let mut pixels = vec![0u8; total];
+        let done: Vec<Result<()>> = pixels
+            .par_chunks_exact_mut(numel)
+            .zip(files.par_iter())
+            .map(|(out, (path, _))| {
+                let (chw, found) = decode_chw(path, gray, resize)?;
+                if found != shape {
+                    // The header promised another size than the pixels have.
+                    return Err(DataError::ImageSize {
+                        path: path.clone(),
+                        found_w: found.width as u32,
+                        found_h: found.height as u32,
+                        expected_w: width,
+                        expected_h: height,
+                        first: files[0].0.clone(),
+                    });
+                }
+                out.copy_from_slice(&chw);
+                Ok(())
+            })
+            .collect();
+        done.into_iter().collect::<Result<()>>()?;
+        let labels = files.iter().map(|&(_, l)| l).collect();
+        ImageDataset::new(pixels, labels, shape, classes)
+    }
+}
+
+/// `(height, width)` as the `image` crate's `(width, height)`, checked.
+fn resize_target((height, width): (usize, usize)) -> Result<(u32, u32)> {
+    let bad = || {
+        DataError::InvalidConfig(format!(
+            "resize to {height}x{width} (height x width): both must be between 1 and {}",
+            u32::MAX
+        ))
+    };
+    let w = u32::try_from(width)
+        .ok()
+        .filter(|&w| w > 0)
+        .ok_or_else(bad)?;
+    let h = u32::try_from(height)
+        .ok()
+        .filter(|&h| h > 0)
+        .ok_or_else(bad)?;
+    Ok((w, h))
+}
+
+/// Loads an image-folder dataset from `root` with the defaults of [`ImageFolder`]: one channel
+/// when every file is grayscale, else RGB; every image of the first one's size.
+pub fn load_image_folder(root: impl AsRef<Path>) -> Result<ImageDataset> {
+    ImageFolder::new(root.as_ref()).load()
+}
+
+/// Decodes a PNG or JPEG file, in whatever color type it has.
+fn decode_dynamic(path: &Path) -> Result<image::DynamicImage> {
     let reader = image::ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?;
-    let img = reader.decode().map_err(|e| DataError::ImageDecode {
+    reader.decode().map_err(|e| DataError::ImageDecode {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    })?;
-    Ok(img.to_rgb8())
+    })
 }
 
-/// Decodes one image file into CHW bytes, with its shape.
+/// Decodes a PNG or JPEG file to 8-bit RGB.
+pub fn decode(path: &Path) -> Result<image::RgbImage> {
+    Ok(decode_dynamic(path)?.to_rgb8())
+}
+
+/// Decodes one file into CHW bytes (one channel when `gray`, else three), scaled to
+/// `resize` = `(width, height)` when given.
+fn decode_chw(
+    path: &Path,
+    gray: bool,
+    resize: Option<(u32, u32)>,
+) -> Result<(Vec<u8>, ImageShape)> {
+    let img = decode_dynamic(path)?;
+    let scaled = |(w, h): (u32, u32)| resize.filter(|&target| target != (w, h));
+    if gray {
+        let mut img = img.to_luma8();
+        if let Some((w, h)) = scaled(img.dimensions()) {
+            img = image::imageops::resize(&img, w, h, RESIZE_FILTER);
+        }
+        let shape = ImageShape {
+            channels: 1,
+            height: img.height() as usize,
+            width: img.width() as usize,
+        };
+        // One channel: HWC is CHW.
+        Ok((img.into_raw(), shape))
+    } else {
+        let mut img = img.to_rgb8();
+        if let Some((w, h)) = scaled(img.dimensions()) {
+            img = image::imageops::resize(&img, w, h, RESIZE_FILTER);
+        }
+        let shape = ImageShape {
+            channels: 3,
+            height: img.height() as usize,
+            width: img.width() as usize,
+        };
+        let mut out = vec![0u8; shape.numel()];
+        hwc_to_chw(img.as_raw(), shape, &mut out);
+        Ok((out, shape))
+    }
+}
+
+/// Decodes one image file into RGB CHW bytes, with its shape.
 pub fn load_image_chw(path: &Path) -> Result<(Vec<u8>, ImageShape)> {
-    let img = decode(path)?;
-    let shape = ImageShape {
-        channels: 3,
-        height: img.height() as usize,
-        width: img.width() as usize,
+    load_image_chw_as(path, Channels::Rgb)
+}
+
+/// Decodes one image file into CHW bytes with `channels` ([`Channels::Auto`]: one channel when
+/// the file is grayscale), with its shape.
+pub fn load_image_chw_as(path: &Path, channels: Channels) -> Result<(Vec<u8>, ImageShape)> {
+    let gray = match channels {
+        Channels::Auto => !read_header(path)?.color,
+        Channels::Gray => true,
+        Channels::Rgb => false,
     };
-    let mut out = vec![0u8; shape.numel()];
-    hwc_to_chw(img.as_raw(), shape, &mut out);
-    Ok((out, shape))
+    decode_chw(path, gray, None)
 }
 
 /// Reorders interleaved `HWC` pixels into planar `CHW`.

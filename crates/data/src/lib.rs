@@ -6,11 +6,11 @@
 //! | PyTorch / torchvision | torchlet-data |
 //! |---|---|
 //! | `CIFAR10(root, train=True, download=True)` | [`Cifar10::download`], [`Cifar10::open`] → `.train` / `.test` |
-//! | `ImageFolder(root)` | [`load_image_folder`] |
+//! | `ImageFolder(root)` | [`load_image_folder`], [`ImageFolder`] (channels, resize) |
 //! | `dataset[i]`, `len(dataset)` | [`ImageDataset::item`], [`ImageDataset::len`] (and Burn's [`Dataset`](burn::data::dataset::Dataset)) |
 //! | `transforms.Compose([...])` | [`Compose`] of [`Transform`]s |
 //! | `DataLoader(ds, batch_size=64, shuffle=True)` | [`DataLoader::builder`] |
-//! | `imgs, targets = data` | [`ImageBatch`] `{ images: [B,3,32,32], targets: [B] }` |
+//! | `imgs, targets = data` | [`ImageBatch`] `{ images: [B,C,H,W], targets: [B] }` (`[B,3,32,32]` for CIFAR-10) |
 //!
 //! Written here because Burn lacks them: the CIFAR-10 *binary* reader (Burn's own CIFAR source
 //! downloads a PNG mirror and decodes a file per image), the checked download, `u8`
@@ -48,6 +48,6 @@ pub use cifar10::{Cifar10, Split};
 pub use dataset::{ImageDataset, ImageItem, ImageShape};
 pub use download::Download;
 pub use error::{DataError, Result};
-pub use image_folder::load_image_folder;
+pub use image_folder::{Channels, ImageFolder, load_image_folder};
 pub use loader::{Batches, DataLoader, DataLoaderBuilder, HostBatch, ImageBatch, ImageBatcher};
 pub use transform::{Compose, Rng, Transform};

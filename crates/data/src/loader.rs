@@ -1,4 +1,5 @@
-//! [`DataLoader`]: batches of `[B, 3, 32, 32]` images and `[B]` targets on any Burn device.
+//! [`DataLoader`]: batches of `[B, C, H, W]` images (`[B, 3, 32, 32]` for CIFAR-10) and `[B]`
+//! targets on any Burn device.
 //!
 //! PyTorch's `DataLoader(dataset, batch_size=64, shuffle=True)`, built for an in-memory image
 //! set: each batch is gathered straight from the dataset's contiguous buffer, augmented on `u8`,
@@ -22,7 +23,7 @@ use burn::tensor::{AllocationProperty, Bytes, DType, Device, Int, Tensor, Tensor
 
 use crate::dataset::{ImageDataset, ImageItem, ImageShape};
 use crate::error::{DataError, Result};
-use crate::transform::{Compose, Rng, extend_to_tensor};
+use crate::transform::{Compose, Rng, extend_to_tensor_unchecked};
 
 /// One batch: what `imgs, targets = data` gives in the tutorial.
 #[derive(Clone, Debug)]
@@ -466,9 +467,9 @@ impl DataLoader {
                     &mut scratch.image,
                     &mut scratch.tmp,
                 );
-                extend_to_tensor(&mut images, &scratch.image, shape, norm);
+                extend_to_tensor_unchecked(&mut images, &scratch.image, shape, norm);
             } else {
-                extend_to_tensor(&mut images, image, inner.in_shape, norm);
+                extend_to_tensor_unchecked(&mut images, image, inner.in_shape, norm);
             }
             targets.push(label as i64);
         }
@@ -713,7 +714,7 @@ impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
             let s =
                 self.transform
                     .augment_into(&item.image, self.shape, &mut rng, &mut buf, &mut tmp);
-            extend_to_tensor(&mut images, &buf, s, self.transform.normalization());
+            extend_to_tensor_unchecked(&mut images, &buf, s, self.transform.normalization());
             targets.push(item.label as i64);
         }
         HostBatch {

@@ -25,6 +25,16 @@ pub enum Transform {
         /// Zero padding added on each side first.
         padding: usize,
     },
+    /// `RandomCrop((height, width), padding)`: zero-pad each side by `padding`, then crop
+    /// `height x width` at a random position (for images that are not square).
+    RandomCropRect {
+        /// Output height.
+        height: usize,
+        /// Output width.
+        width: usize,
+        /// Zero padding added on each side first.
+        padding: usize,
+    },
     /// `RandomHorizontalFlip(p)`: mirror left-right with probability `p`.
     RandomHorizontalFlip {
         /// Probability of a flip.
@@ -45,6 +55,36 @@ impl Transform {
     /// `RandomCrop(size, padding=padding)`.
     pub fn random_crop(size: usize, padding: usize) -> Self {
         Transform::RandomCrop { size, padding }
+    }
+
+    /// `RandomCrop((height, width), padding=padding)`: [`RandomCrop`](Transform::RandomCrop)
+    /// when `height == width`, else [`RandomCropRect`](Transform::RandomCropRect).
+    pub fn random_crop_hw(height: usize, width: usize, padding: usize) -> Self {
+        if height == width {
+            Transform::RandomCrop {
+                size: height,
+                padding,
+            }
+        } else {
+            Transform::RandomCropRect {
+                height,
+                width,
+                padding,
+            }
+        }
+    }
+
+    /// The crop's output `(height, width)` and padding, for either crop step.
+    fn crop(&self) -> Option<(usize, usize, usize)> {
+        match *self {
+            Transform::RandomCrop { size, padding } => Some((size, size, padding)),
+            Transform::RandomCropRect {
+                height,
+                width,
+                padding,
+            } => Some((height, width, padding)),
+            _ => None,
+        }
     }
 
     /// `RandomHorizontalFlip()` with torchvision's default `p = 0.5`.
@@ -78,7 +118,9 @@ impl Transform {
     fn is_augmentation(&self) -> bool {
         matches!(
             self,
-            Transform::RandomCrop { .. } | Transform::RandomHorizontalFlip { .. }
+            Transform::RandomCrop { .. }
+                | Transform::RandomCropRect { .. }
+                | Transform::RandomHorizontalFlip { .. }
         )
     }
 }
@@ -195,10 +237,10 @@ impl Compose {
                     }
                     norm = Some((mean.clone(), std.clone()));
                 }
-                Transform::RandomCrop { size, .. } if *size == 0 => {
-                    return Err(DataError::InvalidConfig(
-                        "RandomCrop size must be > 0".into(),
-                    ));
+                t if t.crop().is_some_and(|(h, w, _)| h == 0 || w == 0) => {
+                    return Err(DataError::InvalidConfig(format!(
+                        "{t:?}: the crop's height and width must be > 0"
+                    )));
                 }
                 Transform::RandomHorizontalFlip { p } if !(0.0..=1.0).contains(p) => {
                     return Err(DataError::InvalidConfig(format!(
@@ -220,11 +262,20 @@ impl Compose {
     }
 
     /// `RandomCrop(32, padding=4)`, `RandomHorizontalFlip()`, `ToTensor()`: the standard
-    /// CIFAR-10 augmentation.
+    /// CIFAR-10 augmentation, for 32 × 32 images (it crops larger ones to 32 × 32; for
+    /// images of other sizes see [`augment_for`](Self::augment_for)).
     pub fn cifar10_augment() -> Self {
+        Self::augment_for(ImageShape::CIFAR)
+    }
+
+    /// The CIFAR-10 augmentation for images of `shape`: `RandomCrop((height, width),
+    /// padding=4)` (shifts of up to 4 pixels, the image keeps its size),
+    /// `RandomHorizontalFlip()`, `ToTensor()`. [`cifar10_augment`](Self::cifar10_augment) for
+    /// 3 × 32 × 32.
+    pub fn augment_for(shape: ImageShape) -> Self {
         Self {
             steps: vec![
-                Transform::random_crop(32, 4),
+                Transform::random_crop_hw(shape.height, shape.width, 4),
                 Transform::random_horizontal_flip(),
                 Transform::ToTensor,
             ],
@@ -246,25 +297,31 @@ impl Compose {
     pub fn output_shape(&self, input: ImageShape) -> Result<ImageShape> {
         let mut shape = input;
         for t in &self.steps {
-            match t {
-                Transform::RandomCrop { size, padding } => {
-                    if *size > shape.height + 2 * padding || *size > shape.width + 2 * padding {
-                        return Err(DataError::InvalidConfig(format!(
-                            "RandomCrop({size}, padding={padding}) is larger than a {}x{} image",
-                            shape.height, shape.width
-                        )));
-                    }
-                    shape.height = *size;
-                    shape.width = *size;
-                }
-                Transform::Normalize { mean, .. } if mean.len() != shape.channels => {
+            if let Some((height, width, padding)) = t.crop() {
+                let fits = |crop: usize, side: usize| {
+                    padding
+                        .checked_mul(2)
+                        .and_then(|p| p.checked_add(side))
+                        .is_some_and(|padded| crop <= padded)
+                };
+                if !(fits(height, shape.height) && fits(width, shape.width)) {
                     return Err(DataError::InvalidConfig(format!(
-                        "Normalize has {} channels, images have {}",
-                        mean.len(),
-                        shape.channels
+                        "{t:?}: a {height}x{width} crop is larger than a {}x{} image padded by \
+                         {padding}",
+                        shape.height, shape.width
                     )));
                 }
-                _ => {}
+                shape.height = height;
+                shape.width = width;
+            }
+            if let Transform::Normalize { mean, .. } = t
+                && mean.len() != shape.channels
+            {
+                return Err(DataError::ChannelMismatch {
+                    step: "Normalize",
+                    step_channels: mean.len(),
+                    image_channels: shape.channels,
+                });
             }
         }
         Ok(shape)
@@ -294,8 +351,10 @@ impl Compose {
         let mut shape = shape;
         for t in &self.steps {
             match *t {
-                Transform::RandomCrop { size, padding } => {
-                    shape = random_crop(out, scratch, shape, size, padding, rng);
+                Transform::RandomCrop { .. } | Transform::RandomCropRect { .. } => {
+                    if let Some((height, width, padding)) = t.crop() {
+                        shape = random_crop(out, scratch, shape, (height, width), padding, rng);
+                    }
                 }
                 Transform::RandomHorizontalFlip { p } if rng.unit() < p => {
                     flip_horizontal(out, shape);
@@ -323,7 +382,7 @@ impl Compose {
         let shape = self.augment_into(image, shape, rng, &mut buf, &mut scratch);
         debug_assert_eq!(shape, out_shape);
         let mut values = Vec::with_capacity(shape.numel());
-        extend_to_tensor(&mut values, &buf, shape, self.normalization());
+        extend_to_tensor(&mut values, &buf, shape, self.normalization())?;
         Ok(values)
     }
 }
@@ -332,7 +391,43 @@ impl Compose {
 /// when `norm` is given, in PyTorch's order of `f32` operations, so every value equals
 /// torchvision's bit for bit. Written as plain arithmetic over each channel plane so the
 /// compiler vectorises it (a table lookup per byte does not).
+///
+/// An error, with nothing appended, when `image` is not `shape.numel()` bytes or `norm` does
+/// not have one mean and one std per channel of `shape` ([`DataError::ChannelMismatch`]).
 pub fn extend_to_tensor(
+    out: &mut Vec<f32>,
+    image: &[u8],
+    shape: ImageShape,
+    norm: Option<(&[f32], &[f32])>,
+) -> Result<()> {
+    if image.len() != shape.numel() {
+        return Err(DataError::InvalidConfig(format!(
+            "image has {} bytes, shape {:?} needs {}",
+            image.len(),
+            shape.dims(),
+            shape.numel()
+        )));
+    }
+    if let Some((mean, std)) = norm
+        && (mean.len() != shape.channels || std.len() != shape.channels)
+    {
+        return Err(DataError::ChannelMismatch {
+            step: "Normalize",
+            step_channels: if mean.len() != shape.channels {
+                mean.len()
+            } else {
+                std.len()
+            },
+            image_channels: shape.channels,
+        });
+    }
+    extend_to_tensor_unchecked(out, image, shape, norm);
+    Ok(())
+}
+
+/// [`extend_to_tensor`] for an image and normalisation already checked against `shape` (the
+/// loader checks them once, when it is built).
+pub(crate) fn extend_to_tensor_unchecked(
     out: &mut Vec<f32>,
     image: &[u8],
     shape: ImageShape,
@@ -349,32 +444,38 @@ pub fn extend_to_tensor(
     }
 }
 
+/// Crops `(out_h, out_w)` at a random offset of the image zero-padded by `padding` on every
+/// side ([`Compose::output_shape`] checked that it fits).
 fn random_crop(
     img: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
     shape: ImageShape,
-    size: usize,
+    (out_h, out_w): (usize, usize),
     padding: usize,
     rng: &mut Rng,
 ) -> ImageShape {
     let (h, w) = (shape.height, shape.width);
     let (ph, pw) = (h + 2 * padding, w + 2 * padding);
-    // Offsets into the padded image, as torchvision draws them.
-    let top = rng.below((ph - size + 1) as u64) as usize;
-    let left = rng.below((pw - size + 1) as u64) as usize;
+    let (Some(free_h), Some(free_w)) = (ph.checked_sub(out_h), pw.checked_sub(out_w)) else {
+        // Larger than the padded image: refused by `output_shape`; nothing to crop here.
+        return shape;
+    };
+    // Offsets into the padded image, as torchvision draws them (top, then left).
+    let top = rng.below((free_h + 1) as u64) as usize;
+    let left = rng.below((free_w + 1) as u64) as usize;
     scratch.clear();
-    scratch.resize(shape.channels * size * size, 0);
+    scratch.resize(shape.channels * out_h * out_w, 0);
     for c in 0..shape.channels {
         let src = &img[c * h * w..(c + 1) * h * w];
-        let dst = &mut scratch[c * size * size..(c + 1) * size * size];
-        for y in 0..size {
+        let dst = &mut scratch[c * out_h * out_w..(c + 1) * out_h * out_w];
+        for y in 0..out_h {
             // Row in the unpadded image, if it exists.
             let sy = (top + y).checked_sub(padding).filter(|&sy| sy < h);
             let Some(sy) = sy else { continue };
-            let row = &mut dst[y * size..(y + 1) * size];
+            let row = &mut dst[y * out_w..(y + 1) * out_w];
             // Columns x in the crop map to unpadded column left + x - padding.
             let x0 = padding.saturating_sub(left);
-            let x1 = (w + padding).saturating_sub(left).min(size);
+            let x1 = (w + padding).saturating_sub(left).min(out_w);
             if x0 < x1 {
                 let sx0 = left + x0 - padding;
                 row[x0..x1].copy_from_slice(&src[sy * w + sx0..sy * w + sx0 + (x1 - x0)]);
@@ -384,8 +485,8 @@ fn random_crop(
     std::mem::swap(img, scratch);
     ImageShape {
         channels: shape.channels,
-        height: size,
-        width: size,
+        height: out_h,
+        width: out_w,
     }
 }
 
@@ -453,7 +554,7 @@ mod tests {
         };
         let c = Compose::new(vec![Transform::ToTensor, Transform::normalize_cifar10()]).unwrap();
         let mut out = Vec::new();
-        extend_to_tensor(&mut out, &img, shape, c.normalization());
+        extend_to_tensor(&mut out, &img, shape, c.normalization()).unwrap();
         let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
         assert_eq!(bits, expected);
     }

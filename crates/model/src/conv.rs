@@ -1,5 +1,7 @@
 //! The tutorial's convolutional network (`MyConvModel`), with the options its text argues for.
 
+use std::fmt;
+
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -9,14 +11,17 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor};
 
-use crate::{IMAGE_CHANNELS, ImageClassifier, ModelConfigError};
+use crate::{DEFAULT_INPUT, ImageClassifier, ModelConfigError};
 
 /// Channels after each of the three convolutions.
 pub const CONV_CHANNELS: [usize; 3] = [32, 32, 64];
 /// Side of the square convolution kernels.
 pub const KERNEL_SIZE: usize = 5;
-/// Inputs of `fc1`: 64 channels × 4 × 4 after three 2×2 poolings of a 32×32 image.
+/// Inputs of `fc1` for the default 3 × 32 × 32 input: 64 channels × 4 × 4 after three 2×2
+/// poolings of a 32 × 32 image (other inputs: [`SeedConvNetConfig::fc1_inputs`]).
 pub const FC1_INPUTS: usize = 64 * 4 * 4;
+/// The smallest height and width [`SeedConvNet`] takes: three 2×2 poolings leave 1 × 1 of 8 × 8.
+pub const MIN_INPUT_SIDE: usize = 8;
 /// Outputs of `fc1`.
 pub const FC1_OUTPUTS: usize = 64;
 
@@ -55,29 +60,105 @@ pub enum CpuKernels {
 ///
 /// The options are the improvements the tutorial's own text talks about, all off by default:
 /// a non-linearity, batch normalization after each convolution and dropout before each fully
-/// connected layer.
-#[derive(Config, Debug)]
+/// connected layer. [`input`](Self::input) sizes the network for images other than
+/// CIFAR-10's 3 × 32 × 32.
+///
+/// Serialized as JSON like a `#[derive(Config)]` struct (it implements Burn's [`Config`]);
+/// written by hand so that configurations saved before `input` existed still load, as
+/// 3 × 32 × 32 (Burn's derive requires every field with a default to be present).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SeedConvNetConfig {
     /// Number of classes, the width of the logits.
-    #[config(default = "crate::NUM_CLASSES")]
     pub num_classes: usize,
     /// Non-linearity after each convolution (after its batch norm, before its pooling) and
     /// after `fc1`.
-    #[config(default = "Activation::None")]
     pub activation: Activation,
     /// Adds `BatchNorm2d` after each convolution (`bn1`, `bn2`, `bn3`).
-    #[config(default = false)]
     pub batch_norm: bool,
     /// Dropout probability applied to the inputs of `fc1` and of `fc2`; `0` means no dropout.
-    #[config(default = 0.0)]
     pub dropout: f64,
     /// Which implementation runs the convolutions; results agree within float rounding.
     /// `None` (the default, and what configurations saved before this option read as) means
     /// [`CpuKernels::Auto`].
+    #[serde(default)]
     pub cpu_kernels: Option<CpuKernels>,
+    /// The images the network takes, `[channels, height, width]`: `conv1` reads `channels`
+    /// channels and `fc1` the `64 × ⌊⌊⌊height/2⌋/2⌋/2⌋ × ⌊⌊⌊width/2⌋/2⌋/2⌋` values left after
+    /// the three poolings. At least `[1, 8, 8]`. Default (and what configurations saved
+    /// before this option read as): [`DEFAULT_INPUT`], CIFAR-10's `[3, 32, 32]`.
+    #[serde(default = "default_input")]
+    pub input: [usize; 3],
+}
+
+/// Serde's default for the `input` fields of the built-in models' configurations.
+pub(crate) fn default_input() -> [usize; 3] {
+    DEFAULT_INPUT
+}
+
+impl Config for SeedConvNetConfig {}
+
+impl fmt::Display for SeedConvNetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&burn::config::config_to_json(self))
+    }
+}
+
+impl Default for SeedConvNetConfig {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SeedConvNetConfig {
+    /// The tutorial's network: 10 classes, no activation, batch norm or dropout, 3 × 32 × 32
+    /// images, torchlet's CPU kernels where they run.
+    pub fn new() -> Self {
+        Self {
+            num_classes: crate::NUM_CLASSES,
+            activation: Activation::None,
+            batch_norm: false,
+            dropout: 0.0,
+            cpu_kernels: None,
+            input: DEFAULT_INPUT,
+        }
+    }
+
+    /// Sets [`num_classes`](Self::num_classes) (default 10).
+    pub fn with_num_classes(mut self, num_classes: usize) -> Self {
+        self.num_classes = num_classes;
+        self
+    }
+
+    /// Sets [`activation`](Self::activation) (default [`Activation::None`]).
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Sets [`batch_norm`](Self::batch_norm) (default `false`).
+    pub fn with_batch_norm(mut self, batch_norm: bool) -> Self {
+        self.batch_norm = batch_norm;
+        self
+    }
+
+    /// Sets [`dropout`](Self::dropout) (default `0.0`).
+    pub fn with_dropout(mut self, dropout: f64) -> Self {
+        self.dropout = dropout;
+        self
+    }
+
+    /// Sets [`cpu_kernels`](Self::cpu_kernels) (default `None`, meaning [`CpuKernels::Auto`]).
+    pub fn with_cpu_kernels(mut self, cpu_kernels: Option<CpuKernels>) -> Self {
+        self.cpu_kernels = cpu_kernels;
+        self
+    }
+
+    /// Sets [`input`](Self::input), `[channels, height, width]` (default `[3, 32, 32]`).
+    pub fn with_input(mut self, input: [usize; 3]) -> Self {
+        self.input = input;
+        self
+    }
+
     /// Checks the configuration without building anything.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
         if self.num_classes == 0 {
@@ -86,12 +167,41 @@ impl SeedConvNetConfig {
         if !self.dropout.is_finite() || !(0.0..1.0).contains(&self.dropout) {
             return Err(ModelConfigError::Dropout(self.dropout));
         }
-        Ok(())
+        self.fc1_inputs().map(|_| ())
+    }
+
+    /// Inputs of `fc1` for [`input`](Self::input): 64 × the height × the width left after three
+    /// 2×2 poolings (floor at each), 1,024 for 3 × 32 × 32 ([`FC1_INPUTS`]). An error when
+    /// the input is smaller than `[1, 8, 8]`.
+    pub fn fc1_inputs(&self) -> Result<usize, ModelConfigError> {
+        let [c, h, w] = self.input;
+        if c < 1 || h < MIN_INPUT_SIDE || w < MIN_INPUT_SIDE {
+            return Err(ModelConfigError::InputTooSmall {
+                model: "SeedConvNet",
+                input: self.input,
+                smallest: [1, MIN_INPUT_SIDE, MIN_INPUT_SIDE],
+            });
+        }
+        let too_large = ModelConfigError::InputTooLarge {
+            model: "SeedConvNet",
+            input: self.input,
+        };
+        // Values per image of the input and of conv1's output (32 channels at full size).
+        c.max(CONV_CHANNELS[0])
+            .checked_mul(h)
+            .and_then(|n| n.checked_mul(w))
+            .ok_or_else(|| too_large.clone())?;
+        let pooled = |side: usize| side / 2 / 2 / 2;
+        CONV_CHANNELS[2]
+            .checked_mul(pooled(h))
+            .and_then(|n| n.checked_mul(pooled(w)))
+            .ok_or(too_large)
     }
 
     /// Builds the network on `device`, or says why the configuration is invalid.
     pub fn try_init(&self, device: &Device) -> Result<SeedConvNet, ModelConfigError> {
         self.validate()?;
+        let fc1_inputs = self.fc1_inputs()?;
         let [c1, c2, c3] = CONV_CHANNELS;
         // PyTorch's `padding=2`; burn's explicit padding is (top, left, bottom, right).
         let conv = |c_in: usize, c_out: usize| {
@@ -104,7 +214,7 @@ impl SeedConvNetConfig {
                 .then(|| BatchNormConfig::new(channels).init(device))
         };
         Ok(SeedConvNet {
-            conv1: conv(IMAGE_CHANNELS, c1),
+            conv1: conv(self.input[0], c1),
             bn1: bn(c1),
             conv2: conv(c1, c2),
             bn2: bn(c2),
@@ -112,10 +222,11 @@ impl SeedConvNetConfig {
             bn3: bn(c3),
             pool: MaxPool2dConfig::new([2, 2]).init(),
             dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
-            fc1: LinearConfig::new(FC1_INPUTS, FC1_OUTPUTS).init(device),
+            fc1: LinearConfig::new(fc1_inputs, FC1_OUTPUTS).init(device),
             fc2: LinearConfig::new(FC1_OUTPUTS, self.num_classes).init(device),
             activation: self.activation,
             cpu_kernels: self.cpu_kernels.unwrap_or(CpuKernels::Auto),
+            input: self.input,
         })
     }
 
@@ -140,6 +251,8 @@ impl SeedConvNetConfig {
 /// The tutorial's `MyConvModel`: three 5×5 convolutions with 2×2 max-pooling, then two
 /// fully connected layers; 145,578 parameters with the default configuration.
 ///
+/// With the default 3 × 32 × 32 input ([`SeedConvNetConfig::input`]):
+///
 /// ```text
 /// Conv2d(3, 32, 5, padding=2)  -> MaxPool2d(2)   [batch, 32, 16, 16]
 /// Conv2d(32, 32, 5, padding=2) -> MaxPool2d(2)   [batch, 32, 8, 8]
@@ -149,6 +262,9 @@ impl SeedConvNetConfig {
 /// Linear(64, 10)                                  [batch, 10]
 /// ```
 ///
+/// For `C × H × W` images `conv1` reads `C` channels and each pooling halves the height and
+/// width, rounding down: 1 × 28 × 28 gives `[batch, 64, 3, 3]` and `Linear(576, 64)`.
+///
 /// Fields are named like the attributes of an equivalent PyTorch module (`conv1`, …, `fc2`),
 /// which are also the keys of its weights; see [`crate::interop`] for the tutorial's
 /// `model.<index>` keys. The optional layers ([`SeedConvNetConfig`]) sit at:
@@ -156,7 +272,7 @@ impl SeedConvNetConfig {
 /// dropout → fc2` for the head.
 #[derive(Module, Debug)]
 pub struct SeedConvNet {
-    /// `Conv2d(3, 32, 5, padding=2)`.
+    /// `Conv2d(3, 32, 5, padding=2)` (`Conv2d(C, 32, ...)` for `C`-channel images).
     pub conv1: Conv2d,
     /// Batch norm after `conv1`, if enabled.
     pub bn1: Option<BatchNorm>,
@@ -172,7 +288,7 @@ pub struct SeedConvNet {
     pub pool: MaxPool2d,
     /// Dropout before `fc1` and before `fc2`, if enabled.
     pub dropout: Option<Dropout>,
-    /// `Linear(1024, 64)`.
+    /// `Linear(1024, 64)` for 3 × 32 × 32 images (see [`SeedConvNetConfig::fc1_inputs`]).
     pub fc1: Linear,
     /// `Linear(64, num_classes)`.
     pub fc2: Linear,
@@ -182,10 +298,18 @@ pub struct SeedConvNet {
     /// Which implementation runs the convolutions.
     #[module(skip)]
     pub cpu_kernels: CpuKernels,
+    /// The images the network was built for, `[channels, height, width]`. Not a weight: the
+    /// record's keys stay those of the layers; the height and width cannot be read back
+    /// from `fc1` (28 × 28 and 30 × 30 give the same one).
+    #[module(skip)]
+    pub input: [usize; 3],
 }
 
 impl SeedConvNet {
-    /// Maps images `[batch, 3, 32, 32]` to logits `[batch, num_classes]`.
+    /// Maps images `[batch, channels, height, width]` (the shape it was configured for,
+    /// [`input_shape`](ImageClassifier::input_shape)) to logits `[batch, num_classes]`.
+    ///
+    /// The shapes in the comments are those of the default 3 × 32 × 32 input.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         // [batch, 3, 32, 32] -> [batch, 64, 4, 4]: the three blocks as one op on torchlet's
         // CPU kernels where they run, else one block at a time:
@@ -216,9 +340,13 @@ impl SeedConvNet {
         d_output
     }
 
-    /// The configuration this network was built from (read back from its layers).
+    /// The configuration this network was built from (read back from its layers; the image
+    /// height and width from [`input`](Self::input), the channels from `conv1`).
     pub fn config(&self) -> SeedConvNetConfig {
+        let [_, height, width] = self.input;
+        let [_, channels, _, _] = self.conv1.weight.dims();
         SeedConvNetConfig::new()
+            .with_input([channels, height, width])
             .with_num_classes(self.num_classes())
             .with_activation(self.activation)
             .with_batch_norm(self.bn1.is_some())
@@ -327,5 +455,9 @@ impl ImageClassifier for SeedConvNet {
 
     fn num_classes(&self) -> usize {
         SeedConvNet::num_classes(self)
+    }
+
+    fn input_shape(&self) -> Option<[usize; 3]> {
+        Some(self.config().input)
     }
 }

@@ -4,6 +4,9 @@
 //!   correct version of the tutorial's batch-flattening linear example).
 //! * [`SeedConvNet`]: exactly the tutorial's `MyConvModel` (145,578 parameters), with
 //!   optional ReLU, batch norm and dropout ([`SeedConvNetConfig`]).
+//!
+//! Both take CIFAR-10's 3 × 32 × 32 images by default; `with_input([channels, height, width])`
+//! sizes them for other images (28 × 28 grayscale, 64 × 64 RGB, ...).
 //! * [`ModelConfig`] / [`Model`]: pick one of them by name (`linear` or `conv`) at run time.
 //! * [`interop`]: load `state_dict`s saved by PyTorch (`.pth`, `.safetensors`) and export
 //!   safetensors that PyTorch's `load_state_dict(strict=True)` accepts.
@@ -40,8 +43,8 @@ mod linear;
 mod model;
 
 pub use conv::{
-    Activation, CONV_CHANNELS, CpuKernels, FC1_INPUTS, FC1_OUTPUTS, KERNEL_SIZE, SeedConvNet,
-    SeedConvNetConfig,
+    Activation, CONV_CHANNELS, CpuKernels, FC1_INPUTS, FC1_OUTPUTS, KERNEL_SIZE, MIN_INPUT_SIDE,
+    SeedConvNet, SeedConvNetConfig,
 };
 pub use interop::{
     InteropError, KeyLayout, LoadOptions, LoadReport, load_pytorch, load_safetensors,
@@ -54,6 +57,8 @@ pub use model::{CustomModelConfig, Model, ModelConfig, ModelKind};
 pub const IMAGE_CHANNELS: usize = 3;
 /// Height and width of a CIFAR-10 image.
 pub const IMAGE_SIZE: usize = 32;
+/// The built-in models' default input `[channels, height, width]`: a CIFAR-10 image.
+pub const DEFAULT_INPUT: [usize; 3] = [IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE];
 /// Number of CIFAR-10 classes, the default width of the logits.
 pub const NUM_CLASSES: usize = 10;
 
@@ -132,4 +137,36 @@ pub enum ModelConfigError {
     /// A model name that is neither `linear` nor `conv`.
     #[error("unknown model {0:?}: expected one of linear, conv")]
     UnknownModel(String),
+    /// An input shape the model cannot take: too small in some dimension (or zero).
+    #[error(
+        "{model} cannot take {} images (channels x height x width): \
+         the smallest input it accepts is {}",
+        shape_text(.input),
+        shape_text(.smallest)
+    )]
+    InputTooSmall {
+        /// The model, as in its configuration's name (`SeedConvNet`, `LinearBaseline`).
+        model: &'static str,
+        /// The input asked for, `[channels, height, width]`.
+        input: [usize; 3],
+        /// The smallest input accepted, `[channels, height, width]`.
+        smallest: [usize; 3],
+    },
+    /// An input shape whose number of values overflows `usize`.
+    #[error(
+        "{model} cannot take {} images (channels x height x width): too many values per image",
+        shape_text(.input)
+    )]
+    InputTooLarge {
+        /// The model, as in its configuration's name.
+        model: &'static str,
+        /// The input asked for, `[channels, height, width]`.
+        input: [usize; 3],
+    },
+}
+
+/// `[c, h, w]` as `cxhxw`, for messages.
+fn shape_text(shape: &[usize; 3]) -> String {
+    let [c, h, w] = shape;
+    format!("{c}x{h}x{w}")
 }

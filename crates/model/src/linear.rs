@@ -1,37 +1,103 @@
 //! The linear baseline: one fully connected layer on the flattened pixels of each image.
 
+use std::fmt;
+
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::{IMAGE_CHANNELS, IMAGE_SIZE, ImageClassifier, ModelConfigError};
+use crate::conv::default_input;
+use crate::{DEFAULT_INPUT, IMAGE_CHANNELS, IMAGE_SIZE, ImageClassifier, ModelConfigError};
 
-/// Number of inputs of the baseline's layer: one 3×32×32 CIFAR-10 image, flattened.
+/// Number of inputs of the baseline's layer for the default input: one 3×32×32 CIFAR-10
+/// image, flattened (other inputs: [`LinearBaselineConfig::inputs`]).
 pub const LINEAR_INPUTS: usize = IMAGE_CHANNELS * IMAGE_SIZE * IMAGE_SIZE;
 
 /// Configuration of [`LinearBaseline`].
-#[derive(Config, Debug)]
+///
+/// Serialized as JSON like a `#[derive(Config)]` struct (it implements Burn's [`Config`]);
+/// written by hand so that configurations saved before `input` existed still load, as
+/// 3 × 32 × 32.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LinearBaselineConfig {
     /// Number of classes, the width of the logits.
-    #[config(default = "crate::NUM_CLASSES")]
     pub num_classes: usize,
+    /// The images the model takes, `[channels, height, width]`; the layer reads
+    /// `channels × height × width` values. Default (and what configurations saved before
+    /// this option read as): [`DEFAULT_INPUT`], CIFAR-10's `[3, 32, 32]`.
+    #[serde(default = "default_input")]
+    pub input: [usize; 3],
+}
+
+impl Config for LinearBaselineConfig {}
+
+impl fmt::Display for LinearBaselineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&burn::config::config_to_json(self))
+    }
+}
+
+impl Default for LinearBaselineConfig {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl LinearBaselineConfig {
+    /// 10 classes, 3 × 32 × 32 images.
+    pub fn new() -> Self {
+        Self {
+            num_classes: crate::NUM_CLASSES,
+            input: DEFAULT_INPUT,
+        }
+    }
+
+    /// Sets [`num_classes`](Self::num_classes) (default 10).
+    pub fn with_num_classes(mut self, num_classes: usize) -> Self {
+        self.num_classes = num_classes;
+        self
+    }
+
+    /// Sets [`input`](Self::input), `[channels, height, width]` (default `[3, 32, 32]`).
+    pub fn with_input(mut self, input: [usize; 3]) -> Self {
+        self.input = input;
+        self
+    }
+
     /// Checks the configuration without building anything.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
         if self.num_classes == 0 {
             return Err(ModelConfigError::NoClasses);
         }
-        Ok(())
+        self.inputs().map(|_| ())
+    }
+
+    /// Inputs of the layer: `channels × height × width` of [`input`](Self::input), 3,072 for
+    /// 3 × 32 × 32 ([`LINEAR_INPUTS`]). An error when a dimension is zero.
+    pub fn inputs(&self) -> Result<usize, ModelConfigError> {
+        let [c, h, w] = self.input;
+        if c == 0 || h == 0 || w == 0 {
+            return Err(ModelConfigError::InputTooSmall {
+                model: "LinearBaseline",
+                input: self.input,
+                smallest: [1, 1, 1],
+            });
+        }
+        c.checked_mul(h)
+            .and_then(|n| n.checked_mul(w))
+            .ok_or(ModelConfigError::InputTooLarge {
+                model: "LinearBaseline",
+                input: self.input,
+            })
     }
 
     /// Builds the model on `device`, or says why the configuration is invalid.
     pub fn try_init(&self, device: &Device) -> Result<LinearBaseline, ModelConfigError> {
         self.validate()?;
         Ok(LinearBaseline {
-            fc: LinearConfig::new(LINEAR_INPUTS, self.num_classes).init(device),
+            fc: LinearConfig::new(self.inputs()?, self.num_classes).init(device),
+            input: self.input,
         })
     }
 
@@ -48,7 +114,8 @@ impl LinearBaselineConfig {
     }
 }
 
-/// Per-image flatten → `Linear(3072, num_classes)`: the simplest classifier worth training.
+/// Per-image flatten → `Linear(3072, num_classes)`: the simplest classifier worth training
+/// (`Linear(C·H·W, num_classes)` for `C × H × W` images, [`LinearBaselineConfig::input`]).
 ///
 /// # Why not the tutorial's version
 ///
@@ -69,12 +136,18 @@ impl LinearBaselineConfig {
 /// [`crate::interop`] for the state-dict keys of each.
 #[derive(Module, Debug)]
 pub struct LinearBaseline {
-    /// The only layer: `[batch, 3072] -> [batch, num_classes]`.
+    /// The only layer: `[batch, 3072] -> [batch, num_classes]` for 3 × 32 × 32 images.
     pub fc: Linear,
+    /// The images the model was built for, `[channels, height, width]`. Not a weight: the
+    /// record's keys stay the layer's; the shape cannot be read back from `fc`, which only
+    /// knows `channels × height × width`.
+    #[module(skip)]
+    pub input: [usize; 3],
 }
 
 impl LinearBaseline {
-    /// Maps images `[batch, 3, 32, 32]` to logits `[batch, num_classes]`.
+    /// Maps images `[batch, channels, height, width]` (the shape it was configured for) to
+    /// logits `[batch, num_classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         // [batch, 3, 32, 32] -> [batch, 3072]: one row per image, never across the batch.
         let x: Tensor<2> = images.flatten(1, 3);
@@ -87,6 +160,13 @@ impl LinearBaseline {
         let [_, d_output] = self.fc.weight.dims();
         d_output
     }
+
+    /// The configuration this model was built from.
+    pub fn config(&self) -> LinearBaselineConfig {
+        LinearBaselineConfig::new()
+            .with_num_classes(self.num_classes())
+            .with_input(self.input)
+    }
 }
 
 impl ImageClassifier for LinearBaseline {
@@ -96,5 +176,9 @@ impl ImageClassifier for LinearBaseline {
 
     fn num_classes(&self) -> usize {
         LinearBaseline::num_classes(self)
+    }
+
+    fn input_shape(&self) -> Option<[usize; 3]> {
+        Some(self.input)
     }
 }

@@ -1258,8 +1258,12 @@ fn weight_grad_chunk<T: Tile>(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dwt: &m
     let (mr, nr) = (T::MR, T::NR);
     let (oh, ow) = (g.out_height(), g.out_width());
     let k_dim = g.k_dim();
+    // The 32-lane weight gradient is made for a first layer (a few input channels); with
+    // more input channels (conv2 of a 64 × 64 image) it disagrees with the definition, so
+    // those geometries take the general path.
     if let Some(wgrad32) = T::WGRAD32
         && rows32(g)
+        && g.c_in <= 4
     {
         weight_grad_rows32(g, x, dy, dwt, round_up(g.c_out, nr), nr, wgrad32);
         return;
