@@ -146,10 +146,13 @@ impl ModelConfig {
     /// `num_classes` classes: what `Trainer::new` builds for a dataset. A custom model's
     /// record is left as it is.
     pub fn fitted(self, input: [usize; 3], num_classes: usize) -> Self {
-        let _ = input;
         match self {
-            ModelConfig::Linear(c) => ModelConfig::Linear(c.with_num_classes(num_classes)),
-            ModelConfig::Conv(c) => ModelConfig::Conv(c.with_num_classes(num_classes)),
+            ModelConfig::Linear(c) => {
+                ModelConfig::Linear(c.with_input(input).with_num_classes(num_classes))
+            }
+            ModelConfig::Conv(c) => {
+                ModelConfig::Conv(c.with_input(input).with_num_classes(num_classes))
+            }
             custom @ ModelConfig::Custom(_) => custom,
         }
     }

@@ -287,7 +287,7 @@ fn loaders(
     autodiff: &Device,
 ) -> Result<(DataLoader, DataLoader), TrainError> {
     let transform = if config.augment {
-        Compose::cifar10_augment()
+        Compose::augment_for(train.shape())
     } else {
         Compose::to_tensor()
     };
