@@ -169,6 +169,9 @@ impl TorchLayout for Model {
         match self {
             Model::Linear(m) => m.torch_layers(),
             Model::Conv(m) => m.torch_layers(),
+            Model::Vgg11(m) | Model::Vgg16(m) => m.torch_layers(),
+            Model::Resnet18(m) => m.torch_layers(),
+            Model::Airbench94(m) => m.torch_layers(),
         }
     }
 }

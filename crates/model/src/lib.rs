@@ -1,10 +1,17 @@
-//! The PyTorch CIFAR-10 tutorial's models for Burn, with PyTorch weight interop.
+//! The PyTorch CIFAR-10 tutorial's models and a CIFAR model zoo for Burn, with PyTorch weight
+//! interop.
 //!
 //! * [`LinearBaseline`]: per-image flatten → `Linear(3072, 10)`, the floor to beat (and the
 //!   correct version of the tutorial's batch-flattening linear example).
 //! * [`SeedConvNet`]: exactly the tutorial's `MyConvModel` (145,578 parameters), with
 //!   optional ReLU, batch norm and dropout ([`SeedConvNetConfig`]).
-//! * [`ModelConfig`] / [`Model`]: pick one of them by name (`linear` or `conv`) at run time.
+//! * [`nn`]: layers named as in `torch.nn` ([`nn::Conv2d`], [`nn::BatchNorm2d`],
+//!   [`nn::BasicBlock`], ...), to write models the way PyTorch code writes them.
+//! * [`zoo`]: CIFAR networks written with them, with PyTorch's parameter names:
+//!   [`Vgg`] (VGG-11 and VGG-16 with batch norm, [`Vgg11Config`], [`Vgg16Config`]),
+//!   [`Resnet18`] and [`Airbench94`] (the network of `cifar10-airbench`).
+//! * [`ModelConfig`] / [`Model`]: pick one of them by name (`linear`, `conv`, `vgg11`,
+//!   `vgg16`, `resnet18`, `airbench94`) at run time.
 //! * [`interop`]: load `state_dict`s saved by PyTorch (`.pth`, `.safetensors`) and export
 //!   safetensors that PyTorch's `load_state_dict(strict=True)` accepts.
 //!
@@ -38,6 +45,8 @@ pub mod cpu;
 pub mod interop;
 mod linear;
 mod model;
+pub mod nn;
+pub mod zoo;
 
 pub use conv::{
     Activation, CONV_CHANNELS, CpuKernels, FC1_INPUTS, FC1_OUTPUTS, KERNEL_SIZE, SeedConvNet,
@@ -49,6 +58,9 @@ pub use interop::{
 };
 pub use linear::{LINEAR_INPUTS, LinearBaseline, LinearBaselineConfig};
 pub use model::{Model, ModelConfig, ModelKind};
+pub use zoo::{
+    Airbench94, Airbench94Config, Resnet18, Resnet18Config, Vgg, Vgg11Config, Vgg16Config, VggDepth,
+};
 
 /// Channels of a CIFAR-10 image.
 pub const IMAGE_CHANNELS: usize = 3;
@@ -123,7 +135,49 @@ pub enum ModelConfigError {
     /// The dropout probability is outside `[0, 1)`.
     #[error("dropout must be a probability in [0, 1), got {0}")]
     Dropout(f64),
-    /// A model name that is neither `linear` nor `conv`.
-    #[error("unknown model {0:?}: expected one of linear, conv")]
+    /// A model name that is not one of [`ModelKind::NAMES`].
+    #[error(
+        "unknown model {0:?}: expected one of linear, conv, vgg11, vgg16, resnet18, airbench94"
+    )]
     UnknownModel(String),
+    /// A layer of the model cannot be built with these settings.
+    #[error("{0}")]
+    Layer(#[from] nn::LayerConfigError),
+    /// The configured image shape has a zero dimension.
+    #[error(
+        "{model}: input shape {input:?} (channels, height, width) has a zero dimension; set \
+         it with with_input([channels, height, width])"
+    )]
+    EmptyInput {
+        /// The model's name.
+        model: &'static str,
+        /// The configured `[channels, height, width]`.
+        input: [usize; 3],
+    },
+    /// The configured images are too small for the model's downsampling.
+    #[error(
+        "{model}: images of {}x{} pixels are too small: {why}, so it needs at least \
+         {}x{}; use larger (or upscaled) images with with_input, or another model",
+        .input[1], .input[2], .min_size[0], .min_size[1]
+    )]
+    InputTooSmall {
+        /// The model's name.
+        model: &'static str,
+        /// The configured `[channels, height, width]`.
+        input: [usize; 3],
+        /// The smallest `[height, width]` the model takes.
+        min_size: [usize; 2],
+        /// What shrinks the images.
+        why: &'static str,
+    },
+    /// A width setting (channels of a layer) is zero.
+    #[error("{model}: {setting} must be at least 1, got {value}")]
+    ZeroWidth {
+        /// The model's name.
+        model: &'static str,
+        /// The setting (`base_width`, `widths`).
+        setting: &'static str,
+        /// The value given.
+        value: String,
+    },
 }
