@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use torchlet_model::interop::{KeyLayout, TorchLayout, state_dict_shapes};
+use torchlet_model::interop::{KeyLayout, TorchLayout, pytorch_num_params, state_dict_shapes};
 use torchlet_model::nn::LayerConfigError;
 use torchlet_model::{
     Airbench94Config, ImageClassifier, Model, ModelConfig, ModelConfigError, ModelKind,
@@ -351,12 +351,21 @@ fn full_width_parameter_counts_equal_pytorchs() {
     let mut ours = Vec::new();
     for name in ZOO {
         let model = full(name, &device);
-        ours.push((name, model.num_params()));
-        assert_eq!(model.num_params(), counts.get(name).number(), "{name}");
+        let torch_count = pytorch_num_params(&model);
+        ours.push((name, torch_count));
+        assert_eq!(torch_count, counts.get(name).number(), "{name}");
+        // Burn's num_params also counts the running mean and variance of each batch norm.
+        let running: usize = state_dict_shapes(&model, KeyLayout::Plain)
+            .iter()
+            .filter(|t| t.key.ends_with(".running_mean") || t.key.ends_with(".running_var"))
+            .map(|t| t.shape[0])
+            .sum();
+        assert!(running > 0, "{name} has batch norms");
+        assert_eq!(model.num_params(), torch_count + running, "{name}");
         // The narrow fixtures too.
         let narrow_count = manifest.get("models").get(name).get("num_params").number();
         assert_eq!(
-            narrow(name, &device).num_params(),
+            pytorch_num_params(&narrow(name, &device)),
             narrow_count,
             "narrow {name}"
         );

@@ -155,8 +155,9 @@ mod tests {
         assert!(block.shortcut.is_empty());
         let x = Tensor::<4>::random([2, 8, 6, 6], Distribution::Default, &device);
         assert_eq!(block.forward(x).dims(), [2, 8, 6, 6]);
-        // 2 convs 8*8*9, 2 batch norms 2*8
-        assert_eq!(block.num_params(), 2 * 8 * 8 * 9 + 2 * 2 * 8);
+        // 2 convs 8*8*9, 2 batch norms of 8 channels (gamma, beta and, as Burn counts them,
+        // the two running statistics)
+        assert_eq!(block.num_params(), 2 * 8 * 8 * 9 + 2 * 4 * 8);
         assert!(keys(&block).iter().all(|k| !k.starts_with("shortcut")));
     }
 

@@ -78,19 +78,20 @@ mod tests {
         let _ = bn.forward(x);
         let mean = bn
             .running_mean
-            .value()
+            .value_sync()
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
         let var = bn
             .running_var
-            .value()
+            .value_sync()
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
         assert!((mean[0] - 0.4).abs() < 1e-6, "{mean:?}");
         assert!((var[0] - 1.0).abs() < 1e-5, "{var:?}");
-        assert_eq!(bn.num_params(), 2);
+        // Burn counts gamma, beta and the two running statistics; PyTorch only the first two.
+        assert_eq!(bn.num_params(), 4);
     }
 
     #[test]

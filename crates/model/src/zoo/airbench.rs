@@ -28,7 +28,7 @@ const FINAL_POOL: usize = 3;
 /// Smallest image side: 2×2 whitening (−1), three 2×2 poolings and one 3×3 pooling.
 const MIN_SIZE: usize = 1 + 2 * 2 * 2 * FINAL_POOL;
 
-/// Configuration of [`Airbench94`]; 1,972,792 parameters by default.
+/// Configuration of [`Airbench94`]; 1,972,792 parameters by default (as PyTorch counts them).
 #[derive(Config, Debug)]
 pub struct Airbench94Config {
     /// Number of classes, the width of the logits.
@@ -155,7 +155,7 @@ impl ConvGroup {
 }
 
 /// airbench94's network (`make_net()` of `airbench94.py`, `KellerJordan/cifar10-airbench`);
-/// 1,972,792 parameters with 10 classes.
+/// 1,972,792 parameters with 10 classes (as PyTorch counts them).
 ///
 /// For a 3×32×32 image:
 ///

@@ -8,8 +8,11 @@
 //! | [`Airbench94`] | [`Airbench94Config`] | 1,972,792 | 25×25 |
 //!
 //! The parameter counts are those of the same networks built in PyTorch
-//! (`sum(p.numel() for p in model.parameters())`, `scripts/zoo_fixtures.py`); the tests check
-//! that Burn's [`num_params`](burn::module::Module::num_params) agrees.
+//! (`sum(p.numel() for p in model.parameters())`, `scripts/zoo_fixtures.py`), which
+//! [`interop::pytorch_num_params`](crate::interop::pytorch_num_params) reproduces; the tests
+//! check that they agree. Burn's [`num_params`](burn::module::Module::num_params) is larger by
+//! the batch norms' running means and variances (2 per channel), which PyTorch keeps as
+//! buffers, not parameters.
 //!
 //! Every config has `num_classes` (default 10), `input` (`[channels, height, width]`, default
 //! `[3, 32, 32]`: the first convolution takes `input[0]` channels, and images too small for

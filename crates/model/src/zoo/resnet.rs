@@ -14,7 +14,7 @@ use crate::{ImageClassifier, ModelConfigError};
 /// Name of the model.
 const NAME: &str = "resnet18";
 
-/// Configuration of [`Resnet18`]; 11,173,962 parameters by default.
+/// Configuration of [`Resnet18`]; 11,173,962 parameters by default (as PyTorch counts them).
 ///
 /// `base_width` scales every layer: the stages have `base_width × (1, 2, 4, 8)` channels (64
 /// gives the standard network), the classifier takes `8 × base_width` features.
@@ -84,7 +84,7 @@ impl Resnet18Config {
 
 /// ResNet-18 for CIFAR (`kuangliu/pytorch-cifar`'s `ResNet18()`): a 3×3 stem without max
 /// pooling, four stages of two [`BasicBlock`]s, global average pooling and one linear
-/// classifier; 11,173,962 parameters with 10 classes.
+/// classifier; 11,173,962 parameters with 10 classes (as PyTorch counts them).
 ///
 /// For a 3×32×32 image:
 ///

@@ -150,12 +150,12 @@ macro_rules! vgg_config {
 vgg_config!(
     Vgg11Config,
     VggDepth::Vgg11,
-    "Configuration of VGG-11 with batch norm ([`Vgg`]); 9,231,114 parameters by default."
+    "Configuration of VGG-11 with batch norm ([`Vgg`]); 9,231,114 parameters by default (as PyTorch counts them)."
 );
 vgg_config!(
     Vgg16Config,
     VggDepth::Vgg16,
-    "Configuration of VGG-16 with batch norm ([`Vgg`]); 14,728,266 parameters by default."
+    "Configuration of VGG-16 with batch norm ([`Vgg`]); 14,728,266 parameters by default (as PyTorch counts them)."
 );
 
 fn validate(
@@ -242,7 +242,7 @@ impl VggLayer {
 /// VGG with batch norm for CIFAR (`kuangliu/pytorch-cifar`'s `VGG('VGG11')` / `VGG('VGG16')`):
 /// 3×3 convolutions with padding 1, each followed by batch norm and ReLU, a 2×2 max-pooling
 /// at each `M`, then global average pooling and one linear classifier. 9,231,114 (VGG-11)
-/// and 14,728,266 (VGG-16) parameters with 10 classes.
+/// and 14,728,266 (VGG-16) parameters with 10 classes (as PyTorch counts them).
 ///
 /// VGG-11, for a 3×32×32 image (VGG-16 has 2, 2, 3, 3, 3 convolutions per stage instead of
 /// 1, 1, 2, 2, 2):
