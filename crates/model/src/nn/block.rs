@@ -180,10 +180,11 @@ mod tests {
             assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
         }
         assert!(!keys.iter().any(|k| k.ends_with("conv1.bias")), "{keys:?}");
-        // convs 4*8*9 + 8*8*9, shortcut 4*8, three batch norms 2*8
+        // convs 4*8*9 + 8*8*9, shortcut 4*8, three batch norms of 8 channels (gamma, beta
+        // and, as Burn counts them, the two running statistics)
         assert_eq!(
             block.num_params(),
-            4 * 8 * 9 + 8 * 8 * 9 + 4 * 8 + 3 * 2 * 8
+            4 * 8 * 9 + 8 * 8 * 9 + 4 * 8 + 3 * 4 * 8
         );
         // Same stride, more channels: still a projection, image size kept.
         let wider = BasicBlockConfig::new(4, 8).init(&device);
