@@ -176,7 +176,7 @@ impl SeedConvNetConfig {
     pub fn fc1_inputs(&self) -> Result<usize, ModelConfigError> {
         let [c, h, w] = self.input;
         if c < 1 || h < MIN_INPUT_SIDE || w < MIN_INPUT_SIDE {
-            return Err(ModelConfigError::InputTooSmall {
+            return Err(ModelConfigError::InputBelowMinimum {
                 model: "SeedConvNet",
                 input: self.input,
                 smallest: [1, MIN_INPUT_SIDE, MIN_INPUT_SIDE],

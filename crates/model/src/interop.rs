@@ -169,6 +169,9 @@ impl TorchLayout for Model {
         match self {
             Model::Linear(m) => m.torch_layers(),
             Model::Conv(m) => m.torch_layers(),
+            Model::Vgg11(m) | Model::Vgg16(m) => m.torch_layers(),
+            Model::Resnet18(m) => m.torch_layers(),
+            Model::Airbench94(m) => m.torch_layers(),
         }
     }
 }
@@ -435,6 +438,20 @@ pub fn state_dict_shapes<M: TorchLayout>(model: &M, layout: KeyLayout) -> Vec<Te
             shape: e.shape,
         })
         .collect()
+}
+
+/// The number of parameters PyTorch counts for the equivalent module
+/// (`sum(p.numel() for p in model.parameters())`): every tensor of the state dict but the
+/// batch norms' running statistics, which PyTorch keeps as buffers.
+///
+/// Burn's [`Module::num_params`] counts those running statistics too (as `2 × channels` per
+/// batch norm), so the two differ for models with batch norm.
+pub fn pytorch_num_params<M: TorchLayout>(model: &M) -> usize {
+    state_dict_shapes(model, KeyLayout::Plain)
+        .iter()
+        .filter(|t| !t.key.ends_with(".running_mean") && !t.key.ends_with(".running_var"))
+        .map(|t| t.shape.iter().product::<usize>())
+        .sum()
 }
 
 /// The model's tensors by state-dict key, in forward order.

@@ -1,13 +1,21 @@
-//! The PyTorch CIFAR-10 tutorial's models for Burn, with PyTorch weight interop.
+//! The PyTorch CIFAR-10 tutorial's models and a CIFAR model zoo for Burn, with PyTorch weight
+//! interop.
 //!
 //! * [`LinearBaseline`]: per-image flatten → `Linear(3072, 10)`, the floor to beat (and the
 //!   correct version of the tutorial's batch-flattening linear example).
 //! * [`SeedConvNet`]: exactly the tutorial's `MyConvModel` (145,578 parameters), with
 //!   optional ReLU, batch norm and dropout ([`SeedConvNetConfig`]).
+//! * [`nn`]: layers named as in `torch.nn` ([`nn::Conv2d`], [`nn::BatchNorm2d`],
+//!   [`nn::BasicBlock`], ...), to write models the way PyTorch code writes them.
+//! * [`zoo`]: CIFAR networks written with them, with PyTorch's parameter names:
+//!   [`Vgg`] (VGG-11 and VGG-16 with batch norm, [`Vgg11Config`], [`Vgg16Config`]),
+//!   [`Resnet18`] and [`Airbench94`] (the network of `cifar10-airbench`).
+//! * [`ModelConfig`] / [`Model`]: pick one of them by name (`linear`, `conv`, `vgg11`,
+//!   `vgg16`, `resnet18`, `airbench94`) at run time.
 //!
-//! Both take CIFAR-10's 3 × 32 × 32 images by default; `with_input([channels, height, width])`
-//! sizes them for other images (28 × 28 grayscale, 64 × 64 RGB, ...).
-//! * [`ModelConfig`] / [`Model`]: pick one of them by name (`linear` or `conv`) at run time.
+//! The built-in models take CIFAR-10's 3 × 32 × 32 images by default; `with_input([channels,
+//! height, width])` sizes them for other images (28 × 28 grayscale, 64 × 64 RGB, ...), and
+//! `ModelConfig::fitted` does it for a dataset.
 //! * [`interop`]: load `state_dict`s saved by PyTorch (`.pth`, `.safetensors`) and export
 //!   safetensors that PyTorch's `load_state_dict(strict=True)` accepts.
 //!
@@ -41,6 +49,8 @@ pub mod cpu;
 pub mod interop;
 mod linear;
 mod model;
+pub mod nn;
+pub mod zoo;
 
 pub use conv::{
     Activation, CONV_CHANNELS, CpuKernels, FC1_INPUTS, FC1_OUTPUTS, KERNEL_SIZE, MIN_INPUT_SIDE,
@@ -52,6 +62,9 @@ pub use interop::{
 };
 pub use linear::{LINEAR_INPUTS, LinearBaseline, LinearBaselineConfig};
 pub use model::{CustomModelConfig, Model, ModelConfig, ModelKind};
+pub use zoo::{
+    Airbench94, Airbench94Config, Resnet18, Resnet18Config, Vgg, Vgg11Config, Vgg16Config, VggDepth,
+};
 
 /// Channels of a CIFAR-10 image.
 pub const IMAGE_CHANNELS: usize = 3;
@@ -134,9 +147,51 @@ pub enum ModelConfigError {
          (or load a checkpoint into it with SavedCheckpoint::load_into)"
     )]
     CustomModel(String),
-    /// A model name that is neither `linear` nor `conv`.
-    #[error("unknown model {0:?}: expected one of linear, conv")]
+    /// A model name that is not one of [`ModelKind::NAMES`].
+    #[error(
+        "unknown model {0:?}: expected one of linear, conv, vgg11, vgg16, resnet18, airbench94"
+    )]
     UnknownModel(String),
+    /// A layer of the model cannot be built with these settings.
+    #[error("{0}")]
+    Layer(#[from] nn::LayerConfigError),
+    /// The configured image shape has a zero dimension.
+    #[error(
+        "{model}: input shape {input:?} (channels, height, width) has a zero dimension; set \
+         it with with_input([channels, height, width])"
+    )]
+    EmptyInput {
+        /// The model's name.
+        model: &'static str,
+        /// The configured `[channels, height, width]`.
+        input: [usize; 3],
+    },
+    /// The configured images are too small for the model's downsampling.
+    #[error(
+        "{model}: images of {}x{} pixels are too small: {why}, so it needs at least \
+         {}x{}; use larger (or upscaled) images with with_input, or another model",
+        .input[1], .input[2], .min_size[0], .min_size[1]
+    )]
+    InputTooSmall {
+        /// The model's name.
+        model: &'static str,
+        /// The configured `[channels, height, width]`.
+        input: [usize; 3],
+        /// The smallest `[height, width]` the model takes.
+        min_size: [usize; 2],
+        /// What shrinks the images.
+        why: &'static str,
+    },
+    /// A width setting (channels of a layer) is zero.
+    #[error("{model}: {setting} must be at least 1, got {value}")]
+    ZeroWidth {
+        /// The model's name.
+        model: &'static str,
+        /// The setting (`base_width`, `widths`).
+        setting: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// An input shape the model cannot take: too small in some dimension (or zero).
     #[error(
         "{model} cannot take {} images (channels x height x width): \
@@ -144,7 +199,7 @@ pub enum ModelConfigError {
         shape_text(.input),
         shape_text(.smallest)
     )]
-    InputTooSmall {
+    InputBelowMinimum {
         /// The model, as in its configuration's name (`SeedConvNet`, `LinearBaseline`).
         model: &'static str,
         /// The input asked for, `[channels, height, width]`.

@@ -78,7 +78,7 @@ impl LinearBaselineConfig {
     pub fn inputs(&self) -> Result<usize, ModelConfigError> {
         let [c, h, w] = self.input;
         if c == 0 || h == 0 || w == 0 {
-            return Err(ModelConfigError::InputTooSmall {
+            return Err(ModelConfigError::InputBelowMinimum {
                 model: "LinearBaseline",
                 input: self.input,
                 smallest: [1, 1, 1],

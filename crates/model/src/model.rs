@@ -8,8 +8,9 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::{
-    ImageClassifier, LinearBaseline, LinearBaselineConfig, ModelConfigError, SeedConvNet,
-    SeedConvNetConfig,
+    Airbench94, Airbench94Config, ImageClassifier, LinearBaseline, LinearBaselineConfig,
+    ModelConfigError, Resnet18, Resnet18Config, SeedConvNet, SeedConvNetConfig, Vgg, Vgg11Config,
+    Vgg16Config, VggDepth,
 };
 
 /// The architectures this crate provides, by their command-line names.
@@ -19,6 +20,14 @@ pub enum ModelKind {
     Linear,
     /// `conv`: [`SeedConvNet`].
     Conv,
+    /// `vgg11`: [`Vgg`] with [`Vgg11Config`].
+    Vgg11,
+    /// `vgg16`: [`Vgg`] with [`Vgg16Config`].
+    Vgg16,
+    /// `resnet18`: [`Resnet18`].
+    Resnet18,
+    /// `airbench94`: [`Airbench94`].
+    Airbench94,
     /// A network written outside this crate ([`ModelConfig::Custom`]); it has no command-line
     /// name.
     Custom,
@@ -26,15 +35,27 @@ pub enum ModelKind {
 
 impl ModelKind {
     /// Every kind, in the order of [`NAMES`](Self::NAMES).
-    pub const ALL: [ModelKind; 2] = [ModelKind::Linear, ModelKind::Conv];
+    pub const ALL: [ModelKind; 6] = [
+        ModelKind::Linear,
+        ModelKind::Conv,
+        ModelKind::Vgg11,
+        ModelKind::Vgg16,
+        ModelKind::Resnet18,
+        ModelKind::Airbench94,
+    ];
     /// The accepted names, for help texts.
-    pub const NAMES: [&'static str; 2] = ["linear", "conv"];
+    pub const NAMES: [&'static str; 6] =
+        ["linear", "conv", "vgg11", "vgg16", "resnet18", "airbench94"];
 
     /// The command-line name of this kind.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Linear => "linear",
             ModelKind::Conv => "conv",
+            ModelKind::Vgg11 => "vgg11",
+            ModelKind::Vgg16 => "vgg16",
+            ModelKind::Resnet18 => "resnet18",
+            ModelKind::Airbench94 => "airbench94",
             ModelKind::Custom => "custom",
         }
     }
@@ -53,6 +74,10 @@ impl FromStr for ModelKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "linear" => Ok(ModelKind::Linear),
             "conv" => Ok(ModelKind::Conv),
+            "vgg11" => Ok(ModelKind::Vgg11),
+            "vgg16" => Ok(ModelKind::Vgg16),
+            "resnet18" => Ok(ModelKind::Resnet18),
+            "airbench94" => Ok(ModelKind::Airbench94),
             _ => Err(ModelConfigError::UnknownModel(s.to_string())),
         }
     }
@@ -60,7 +85,7 @@ impl FromStr for ModelKind {
 
 /// Which model to build, with its configuration; serializes into a run's `config.json`.
 ///
-/// Parse one from a command-line name (`"linear"` or `"conv"`, default options) with
+/// Parse one from a command-line name (one of [`ModelKind::NAMES`], default options) with
 /// [`str::parse`], then adjust it with the variant's `with_*` builders.
 ///
 /// ```
@@ -76,6 +101,14 @@ pub enum ModelConfig {
     Linear(LinearBaselineConfig),
     /// [`SeedConvNet`].
     Conv(SeedConvNetConfig),
+    /// [`Vgg`] VGG-11.
+    Vgg11(Vgg11Config),
+    /// [`Vgg`] VGG-16.
+    Vgg16(Vgg16Config),
+    /// [`Resnet18`].
+    Resnet18(Resnet18Config),
+    /// [`Airbench94`].
+    Airbench94(Airbench94Config),
     /// A network of your own, trained through `Trainer::model`: only what identifies it is
     /// recorded, since your code builds it.
     Custom(CustomModelConfig),
@@ -98,6 +131,10 @@ impl ModelConfig {
         match kind {
             ModelKind::Linear => ModelConfig::Linear(LinearBaselineConfig::new()),
             ModelKind::Conv => ModelConfig::Conv(SeedConvNetConfig::new()),
+            ModelKind::Vgg11 => ModelConfig::Vgg11(Vgg11Config::new()),
+            ModelKind::Vgg16 => ModelConfig::Vgg16(Vgg16Config::new()),
+            ModelKind::Resnet18 => ModelConfig::Resnet18(Resnet18Config::new()),
+            ModelKind::Airbench94 => ModelConfig::Airbench94(Airbench94Config::new()),
             ModelKind::Custom => {
                 ModelConfig::Custom(CustomModelConfig::new("custom".into(), crate::NUM_CLASSES))
             }
@@ -109,6 +146,10 @@ impl ModelConfig {
         match self {
             ModelConfig::Linear(_) => ModelKind::Linear,
             ModelConfig::Conv(_) => ModelKind::Conv,
+            ModelConfig::Vgg11(_) => ModelKind::Vgg11,
+            ModelConfig::Vgg16(_) => ModelKind::Vgg16,
+            ModelConfig::Resnet18(_) => ModelKind::Resnet18,
+            ModelConfig::Airbench94(_) => ModelKind::Airbench94,
             ModelConfig::Custom(_) => ModelKind::Custom,
         }
     }
@@ -118,6 +159,10 @@ impl ModelConfig {
         match self {
             ModelConfig::Linear(c) => c.num_classes,
             ModelConfig::Conv(c) => c.num_classes,
+            ModelConfig::Vgg11(c) => c.num_classes,
+            ModelConfig::Vgg16(c) => c.num_classes,
+            ModelConfig::Resnet18(c) => c.num_classes,
+            ModelConfig::Airbench94(c) => c.num_classes,
             ModelConfig::Custom(c) => c.num_classes,
         }
     }
@@ -127,6 +172,10 @@ impl ModelConfig {
         match self {
             ModelConfig::Linear(c) => c.validate(),
             ModelConfig::Conv(c) => c.validate(),
+            ModelConfig::Vgg11(c) => c.validate(),
+            ModelConfig::Vgg16(c) => c.validate(),
+            ModelConfig::Resnet18(c) => c.validate(),
+            ModelConfig::Airbench94(c) => c.validate(),
             ModelConfig::Custom(_) => Ok(()),
         }
     }
@@ -136,6 +185,10 @@ impl ModelConfig {
         Ok(match self {
             ModelConfig::Linear(c) => Model::Linear(c.try_init(device)?),
             ModelConfig::Conv(c) => Model::Conv(c.try_init(device)?),
+            ModelConfig::Vgg11(c) => Model::Vgg11(c.try_init(device)?),
+            ModelConfig::Vgg16(c) => Model::Vgg16(c.try_init(device)?),
+            ModelConfig::Resnet18(c) => Model::Resnet18(c.try_init(device)?),
+            ModelConfig::Airbench94(c) => Model::Airbench94(c.try_init(device)?),
             ModelConfig::Custom(c) => {
                 return Err(ModelConfigError::CustomModel(c.name.clone()));
             }
@@ -152,6 +205,18 @@ impl ModelConfig {
             }
             ModelConfig::Conv(c) => {
                 ModelConfig::Conv(c.with_input(input).with_num_classes(num_classes))
+            }
+            ModelConfig::Vgg11(c) => {
+                ModelConfig::Vgg11(c.with_input(input).with_num_classes(num_classes))
+            }
+            ModelConfig::Vgg16(c) => {
+                ModelConfig::Vgg16(c.with_input(input).with_num_classes(num_classes))
+            }
+            ModelConfig::Resnet18(c) => {
+                ModelConfig::Resnet18(c.with_input(input).with_num_classes(num_classes))
+            }
+            ModelConfig::Airbench94(c) => {
+                ModelConfig::Airbench94(c.with_input(input).with_num_classes(num_classes))
             }
             custom @ ModelConfig::Custom(_) => custom,
         }
@@ -190,6 +255,30 @@ impl From<SeedConvNetConfig> for ModelConfig {
     }
 }
 
+impl From<Vgg11Config> for ModelConfig {
+    fn from(config: Vgg11Config) -> Self {
+        ModelConfig::Vgg11(config)
+    }
+}
+
+impl From<Vgg16Config> for ModelConfig {
+    fn from(config: Vgg16Config) -> Self {
+        ModelConfig::Vgg16(config)
+    }
+}
+
+impl From<Resnet18Config> for ModelConfig {
+    fn from(config: Resnet18Config) -> Self {
+        ModelConfig::Resnet18(config)
+    }
+}
+
+impl From<Airbench94Config> for ModelConfig {
+    fn from(config: Airbench94Config) -> Self {
+        ModelConfig::Airbench94(config)
+    }
+}
+
 /// Any of this crate's models, chosen at run time (see [`ModelConfig`]).
 ///
 /// Its weights have the same names as the wrapped model's: the interop functions and
@@ -204,14 +293,25 @@ pub enum Model {
     Linear(LinearBaseline),
     /// [`SeedConvNet`].
     Conv(SeedConvNet),
+    /// [`Vgg`] VGG-11.
+    Vgg11(Vgg),
+    /// [`Vgg`] VGG-16.
+    Vgg16(Vgg),
+    /// [`Resnet18`].
+    Resnet18(Resnet18),
+    /// [`Airbench94`].
+    Airbench94(Airbench94),
 }
 
 impl Model {
-    /// Maps images `[batch, 3, 32, 32]` to logits `[batch, num_classes]`.
+    /// Maps images `[batch, channels, height, width]` to logits `[batch, num_classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match self {
             Model::Linear(m) => m.forward(images),
             Model::Conv(m) => m.forward(images),
+            Model::Vgg11(m) | Model::Vgg16(m) => m.forward(images),
+            Model::Resnet18(m) => m.forward(images),
+            Model::Airbench94(m) => m.forward(images),
         }
     }
 
@@ -220,6 +320,9 @@ impl Model {
         match self {
             Model::Linear(m) => m.num_classes(),
             Model::Conv(m) => m.num_classes(),
+            Model::Vgg11(m) | Model::Vgg16(m) => m.num_classes(),
+            Model::Resnet18(m) => m.num_classes(),
+            Model::Airbench94(m) => m.num_classes(),
         }
     }
 
@@ -228,6 +331,10 @@ impl Model {
         match self {
             Model::Linear(_) => ModelKind::Linear,
             Model::Conv(_) => ModelKind::Conv,
+            Model::Vgg11(_) => ModelKind::Vgg11,
+            Model::Vgg16(_) => ModelKind::Vgg16,
+            Model::Resnet18(_) => ModelKind::Resnet18,
+            Model::Airbench94(_) => ModelKind::Airbench94,
         }
     }
 }
@@ -245,6 +352,9 @@ impl ImageClassifier for Model {
         match self {
             Model::Linear(m) => m.input_shape(),
             Model::Conv(m) => m.input_shape(),
+            Model::Vgg11(m) | Model::Vgg16(m) => m.input_shape(),
+            Model::Resnet18(m) => m.input_shape(),
+            Model::Airbench94(m) => m.input_shape(),
         }
     }
 
@@ -262,5 +372,26 @@ impl From<LinearBaseline> for Model {
 impl From<SeedConvNet> for Model {
     fn from(model: SeedConvNet) -> Self {
         Model::Conv(model)
+    }
+}
+
+impl From<Vgg> for Model {
+    fn from(model: Vgg) -> Self {
+        match model.depth {
+            VggDepth::Vgg11 => Model::Vgg11(model),
+            VggDepth::Vgg16 => Model::Vgg16(model),
+        }
+    }
+}
+
+impl From<Resnet18> for Model {
+    fn from(model: Resnet18) -> Self {
+        Model::Resnet18(model)
+    }
+}
+
+impl From<Airbench94> for Model {
+    fn from(model: Airbench94) -> Self {
+        Model::Airbench94(model)
     }
 }

@@ -409,7 +409,7 @@ fn inputs_too_small_are_typed_errors_naming_the_shape() {
     let device = Device::flex();
     for input in [[3, 7, 32], [3, 32, 7], [0, 32, 32], [1, 0, 0], [3, 4, 4]] {
         let config = SeedConvNetConfig::new().with_input(input);
-        let expected = ModelConfigError::InputTooSmall {
+        let expected = ModelConfigError::InputBelowMinimum {
             model: "SeedConvNet",
             input,
             smallest: [1, 8, 8],
@@ -444,7 +444,7 @@ fn inputs_too_small_are_typed_errors_naming_the_shape() {
             .try_init(&device);
         assert_eq!(
             err.err(),
-            Some(ModelConfigError::InputTooSmall {
+            Some(ModelConfigError::InputBelowMinimum {
                 model: "LinearBaseline",
                 input,
                 smallest: [1, 1, 1],
