@@ -24,8 +24,8 @@ use torchlet::burn::tensor::{Device, Tensor};
 use torchlet::data::Cifar10;
 use torchlet::model::ImageClassifier;
 use torchlet::model::nn::{
-    BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Flatten, Linear, LinearConfig,
-    MaxPool2d, MaxPool2dConfig, Padding, ReLU,
+    BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Flatten, Linear, LinearConfig, MaxPool2d,
+    MaxPool2dConfig, Padding, ReLU,
 };
 use torchlet::train::{
     EpochSummary, Observer, OptimizerConfig, SavedCheckpoint, TrainConfig, Trainer, classify,
@@ -68,8 +68,12 @@ impl MyNet {
 
 impl ImageClassifier for MyNet {
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(self.relu.forward(self.bn1.forward(self.conv1.forward(x)))); // [batch, 32, 16, 16]
-        let x = self.pool.forward(self.relu.forward(self.bn2.forward(self.conv2.forward(x)))); // [batch, 64, 8, 8]
+        let x = self
+            .pool
+            .forward(self.relu.forward(self.bn1.forward(self.conv1.forward(x)))); // [batch, 32, 16, 16]
+        let x = self
+            .pool
+            .forward(self.relu.forward(self.bn2.forward(self.conv2.forward(x)))); // [batch, 64, 8, 8]
         self.fc.forward(self.flatten.forward(x)) // [batch, 10]
     }
 
@@ -139,7 +143,13 @@ fn main() -> Result<()> {
     let model = best.load_into(MyNet::new(&device.device))?;
     let image = cifar.test.image(0).context("the test set is empty")?;
     let truth = cifar.test.label(0).unwrap_or(0);
-    let p = classify(&model, image, cifar.test.shape(), cifar.test.classes(), &device.device)?;
+    let p = classify(
+        &model,
+        image,
+        cifar.test.shape(),
+        cifar.test.classes(),
+        &device.device,
+    )?;
     println!(
         "best checkpoint {} ({} parameters): test image 0 is a {}, predicted {} ({:.1}%)",
         best.path.display(),

@@ -214,7 +214,10 @@ fn your_own_network_trains_stops_resumes_reloads_and_predicts() {
         at: Some((1, 3, t.stop_handle())),
         ..StopAt::default()
     });
-    let c = t.observer(observer).fit(data.clone(), data.clone()).unwrap();
+    let c = t
+        .observer(observer)
+        .fit(data.clone(), data.clone())
+        .unwrap();
     assert!(c.stopped_early);
     let saved = SavedCheckpoint::latest(stopped.path()).unwrap();
     assert_eq!((saved.state.epoch, saved.state.batches_into_epoch), (0, 3));
@@ -226,7 +229,11 @@ fn your_own_network_trains_stops_resumes_reloads_and_predicts() {
         .fit(data.clone(), data.clone())
         .unwrap();
     assert_eq!(*counter.batches.lock().unwrap(), 12 - 3);
-    assert_eq!(params(&a.model), params(&d.model), "stopped + resumed differs");
+    assert_eq!(
+        params(&a.model),
+        params(&d.model),
+        "stopped + resumed differs"
+    );
     assert_eq!(a.history, {
         let mut h = d.history.clone();
         for (x, y) in h.iter_mut().zip(&a.history) {
@@ -273,7 +280,10 @@ fn every_mismatch_between_model_and_data_is_an_error_before_the_first_step() {
     let mut rgb = Net::seeded(1, 3, 3);
     rgb.declared = Some([3, 12, 12]);
     let err = fit_with(rgb, &data, &data);
-    let TrainError::Mismatch(DataMismatch::Shape { model, data: got, .. }) = &err else {
+    let TrainError::Mismatch(DataMismatch::Shape {
+        model, data: got, ..
+    }) = &err
+    else {
         panic!("{err}")
     };
     assert_eq!((*model, *got), ([3, 12, 12], [1, 12, 12]));
@@ -292,14 +302,27 @@ fn every_mismatch_between_model_and_data_is_an_error_before_the_first_step() {
     // No declared shape, and a forward pass that fails on this one: the layer's own message,
     // not a panic.
     let err = fit_with(Net::seeded(1, 3, 3), &data, &data);
-    let TrainError::Mismatch(DataMismatch::Forward { data: shape, reason }) = &err else {
+    let TrainError::Mismatch(DataMismatch::Forward {
+        data: shape,
+        reason,
+    }) = &err
+    else {
         panic!("{err}")
     };
     assert_eq!(*shape, [1, 12, 12]);
     assert!(!reason.is_empty());
 
     // Images of another size than the network's `fc` expects.
-    let big = synthetic(16, 3, ImageShape { channels: 1, height: 16, width: 16 }, 3);
+    let big = synthetic(
+        16,
+        3,
+        ImageShape {
+            channels: 1,
+            height: 16,
+            width: 16,
+        },
+        3,
+    );
     let err = fit_with(Net::seeded(1, 1, 3), &big, &big);
     assert!(
         matches!(err, TrainError::Mismatch(DataMismatch::Forward { .. })),
@@ -336,7 +359,10 @@ fn a_checkpoint_of_another_architecture_lists_the_keys_and_shapes_that_differ() 
     assert_eq!(keys, ["conv1.bias", "conv1.weight", "fc.weight"]);
     assert_eq!(diff.shapes[1].1, vec![8, 1, 3, 3]);
     assert_eq!(diff.shapes[1].2, vec![4, 1, 3, 3]);
-    assert!(err.to_string().contains("conv1.weight (model [8, 1, 3, 3], checkpoint [4, 1, 3, 3])"));
+    assert!(
+        err.to_string()
+            .contains("conv1.weight (model [8, 1, 3, 3], checkpoint [4, 1, 3, 3])")
+    );
 
     // A built-in model: every key is missing or unexpected.
     let builtin = torchlet::model::SeedConvNetConfig::new().init(&Device::flex());
@@ -344,8 +370,16 @@ fn a_checkpoint_of_another_architecture_lists_the_keys_and_shapes_that_differ() 
     let TrainError::Architecture { diff, .. } = &err else {
         panic!("{err}")
     };
-    assert!(diff.missing.iter().any(|(k, _)| k == "conv2.weight"), "{diff}");
-    assert!(diff.unexpected.iter().any(|(k, s)| k == "fc.weight" && s == &vec![144, 3]), "{diff}");
+    assert!(
+        diff.missing.iter().any(|(k, _)| k == "conv2.weight"),
+        "{diff}"
+    );
+    assert!(
+        diff.unexpected
+            .iter()
+            .any(|(k, s)| k == "fc.weight" && s == &vec![144, 3]),
+        "{diff}"
+    );
 
     // Resuming into another network is the same error, before anything is written.
     let err = trainer(2, out.path())

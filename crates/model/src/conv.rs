@@ -15,6 +15,9 @@ use crate::{DEFAULT_INPUT, ImageClassifier, ModelConfigError};
 
 /// Channels after each of the three convolutions.
 pub const CONV_CHANNELS: [usize; 3] = [32, 32, 64];
+/// The image shape `[channels, height, width]` whose network torchlet's CPU kernels run:
+/// CIFAR-10's. Networks built for other shapes use Burn's `Conv2d` and `MaxPool2d`.
+pub const KERNEL_INPUT: [usize; 3] = [3, 32, 32];
 /// Side of the square convolution kernels.
 pub const KERNEL_SIZE: usize = 5;
 /// Inputs of `fc1` for the default 3 × 32 × 32 input: 64 channels × 4 × 4 after three 2×2
@@ -413,10 +416,13 @@ impl SeedConvNet {
     }
 
     /// The (symmetric) padding of `conv` when torchlet's CPU kernels may run it (they still
-    /// decline tensors that are not on Flex).
+    /// decline tensors that are not on Flex). They run the network built for
+    /// [`KERNEL_INPUT`] images, the geometry they are tested and measured on; other image
+    /// shapes run on Burn's `Conv2d` until the kernels cover them.
     #[cfg(feature = "flex")]
     fn kernel_padding(&self, conv: &Conv2d) -> Option<usize> {
         if self.cpu_kernels == CpuKernels::Auto
+            && self.input == KERNEL_INPUT
             && conv.stride == [1, 1]
             && conv.dilation == [1, 1]
             && conv.groups == 1

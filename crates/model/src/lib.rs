@@ -53,8 +53,8 @@ pub mod nn;
 pub mod zoo;
 
 pub use conv::{
-    Activation, CONV_CHANNELS, CpuKernels, FC1_INPUTS, FC1_OUTPUTS, KERNEL_SIZE, MIN_INPUT_SIDE,
-    SeedConvNet, SeedConvNetConfig,
+    Activation, CONV_CHANNELS, CpuKernels, FC1_INPUTS, FC1_OUTPUTS, KERNEL_INPUT, KERNEL_SIZE,
+    MIN_INPUT_SIDE, SeedConvNet, SeedConvNetConfig,
 };
 pub use interop::{
     InteropError, KeyLayout, LoadOptions, LoadReport, load_pytorch, load_safetensors,

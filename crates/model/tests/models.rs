@@ -611,8 +611,9 @@ fn relative_diff(got: &[f32], want: &[f32]) -> f32 {
     diff / scale
 }
 
-/// torchlet's CPU kernels (the default on Flex) against Burn's `Conv2d` on the same weights
-/// and batch at other image shapes: logits, and the gradients of every parameter and of the
+/// The default path (`CpuKernels::Auto`) against Burn's `Conv2d` on the same weights and batch
+/// at other image shapes (networks for other shapes than `KERNEL_INPUT` run on Burn's layers,
+/// so this checks that the choice is made and nothing else changes): logits, and the gradients of every parameter and of the
 /// images, within 1e-4 — for the tutorial's network (the three blocks as one fused op), with
 /// ReLU, and with batch norm (the unfused convolutions).
 #[test]

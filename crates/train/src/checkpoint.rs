@@ -310,7 +310,8 @@ impl KeyDiff {
             match checkpoint.get(key) {
                 None => diff.missing.push((key.clone(), shape.clone())),
                 Some(other) if other != shape => {
-                    diff.shapes.push((key.clone(), shape.clone(), other.clone()));
+                    diff.shapes
+                        .push((key.clone(), shape.clone(), other.clone()));
                 }
                 Some(_) => {}
             }

@@ -333,7 +333,11 @@ impl OptimizerConfig {
                 ..
             } => {
                 if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
-                    return bad("optimizer.betas", format!("({beta1}, {beta2})"), "both in [0, 1)");
+                    return bad(
+                        "optimizer.betas",
+                        format!("({beta1}, {beta2})"),
+                        "both in [0, 1)",
+                    );
                 }
                 if !eps.is_finite() || eps <= 0.0 {
                     return bad("optimizer.eps", eps.to_string(), "positive");

@@ -50,6 +50,53 @@
 //! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Your own network goes through the same loop (`model = MyNet()` in PyTorch):
+//!
+//! ```
+//! # #[cfg(feature = "flex")] {
+//! use burn::module::Module;
+//! use burn::nn::{Linear, LinearConfig};
+//! use burn::tensor::{Device, Tensor};
+//! use torchlet_data::{ImageDataset, ImageShape};
+//! use torchlet_model::ImageClassifier;
+//! use torchlet_train::{DeviceChoice, SavedCheckpoint, TrainConfig, Trainer, select_device};
+//!
+//! #[derive(Module, Debug)]
+//! struct MyNet {
+//!     fc: Linear,
+//! }
+//!
+//! impl ImageClassifier for MyNet {
+//!     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+//!         self.fc.forward(images.flatten(1, 3)) // [batch, 1 * 8 * 8] -> [batch, 2]
+//!     }
+//!     fn num_classes(&self) -> usize {
+//!         2
+//!     }
+//! }
+//!
+//! let shape = ImageShape { channels: 1, height: 8, width: 8 };
+//! let pixels: Vec<u8> = (0..16 * 64u32).map(|i| (i * 37 % 251) as u8).collect();
+//! let data = ImageDataset::new(pixels, (0..16).map(|i| i % 2).collect(), shape,
+//!                              vec!["a".into(), "b".into()])?;
+//! let device = Device::flex();
+//! let mut config = TrainConfig::tutorial();
+//! (config.epochs, config.batch_size) = (1, 8);
+//! let out = tempfile::tempdir()?;
+//! let report = Trainer::new(config, out.path())
+//!     .device(select_device(DeviceChoice::Flex)?)
+//!     .model(MyNet { fc: LinearConfig::new(64, 2).init(&device) })
+//!     .fit(data.clone(), data)?;
+//! assert_eq!(report.history.len(), 1);
+//!
+//! // Build a fresh network and load the checkpoint into it.
+//! let fresh = MyNet { fc: LinearConfig::new(64, 2).init(&device) };
+//! let loaded = SavedCheckpoint::latest(out.path())?.load_into(fresh)?;
+//! assert_eq!(loaded.fc.weight.dims(), [64, 2]);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod atomic;

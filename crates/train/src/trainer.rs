@@ -196,12 +196,7 @@ impl<M: ImageClassifier> Trainer<M> {
         };
         let device = selected.device.clone();
         let autodiff = device.clone().autodiff();
-        let model = (self.build)(
-            &mut config,
-            &autodiff,
-            train.shape(),
-            train.classes().len(),
-        )?;
+        let model = (self.build)(&mut config, &autodiff, train.shape(), train.classes().len())?;
         check_model_fits(&model, &train, &test, &device)?;
         let (train_loader, test_loader) = loaders(&config, &train, &test, &device, &autodiff)?;
         let steps_per_epoch = train_loader.len();

@@ -1749,13 +1749,13 @@ fn weight_grad_generic<T: Tile>(
             chunk(g, xc, dy.images(g.c_out, oh, ow, c * images, n), &mut dwt);
             dwt
         })
-        .reduce(
-            || vec![0.0f32; rows * ldn],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+        .collect::<Vec<_>>()
+        .into_iter()
+        // Summed in chunk order: the same bits whatever the thread scheduling.
+        .fold(vec![0.0f32; rows * ldn], |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        });
     let unpooled = matches!(dy, Maps::Unpooled(..));
     weight_grad_out(g, unpooled, T::NR, &dwt, dw);
 }
@@ -2093,13 +2093,13 @@ pub fn conv2d_bias_grad(g: &ConvGeometry, dy: &[f32], db: &mut [f32]) -> Option<
             }
             sums
         })
-        .reduce(
-            || vec![0.0f32; g.c_out],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+        .collect::<Vec<_>>()
+        .into_iter()
+        // Summed in chunk order: the same bits whatever the thread scheduling.
+        .fold(vec![0.0f32; g.c_out], |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        });
     db.copy_from_slice(&sums);
     Some(())
 }

@@ -113,12 +113,13 @@ pub fn check_model_fits<M: ImageClassifier>(
     let probe = model.valid();
     let [c, h, w] = data;
     let images = Tensor::<4>::zeros([1, c, h, w], &device.clone().inner());
-    let dims = catch_unwind(AssertUnwindSafe(|| probe.forward(images).dims())).map_err(|panic| {
-        DataMismatch::Forward {
-            data,
-            reason: panic_message(panic.as_ref()),
-        }
-    })?;
+    let dims =
+        catch_unwind(AssertUnwindSafe(|| probe.forward(images).dims())).map_err(|panic| {
+            DataMismatch::Forward {
+                data,
+                reason: panic_message(panic.as_ref()),
+            }
+        })?;
     if dims != [1, classes] {
         return Err(DataMismatch::Logits {
             data,

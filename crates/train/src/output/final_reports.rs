@@ -64,7 +64,10 @@ fn write_samples(
 ) -> Result<(), TrainError> {
     let shape = test.shape();
     if shape.channels != 1 && shape.channels != 3 {
-        tracing::warn!(channels = shape.channels, "no samples.png for this channel count");
+        tracing::warn!(
+            channels = shape.channels,
+            "no samples.png for this channel count"
+        );
         return Ok(());
     }
     let name = |i: Option<usize>| i.and_then(|i| classes.get(i)).map_or("?", String::as_str);

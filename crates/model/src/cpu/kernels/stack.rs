@@ -7,7 +7,8 @@
 //! through every block; backward from the last block's output gradient down to the first,
 //! each block's input gradient becoming the output gradient of the block below — so the
 //! threads meet once per pass, and a chunk's activations stay in that core's L2 cache.
-//! The weight and bias gradients are summed per rayon job (`fold`) and added up at the end.
+//! The weight and bias gradients are summed per task and added up in task order at the end,
+//! so they are the same bits whatever the thread scheduling (a resumed run stays bit-exact).
 //!
 //! The arithmetic is that of the per-block kernels ([`super::conv2d_pool2_forward`],
 //! [`super::conv2d_pool2_backward`]); only the order of the gradient sums differs.
@@ -261,10 +262,13 @@ fn backward_on(
         Some(dx) => dx.chunks_mut(per_x).map(Some).collect(),
         None => x.chunks(per_x).map(|_| None).collect(),
     };
-    let sums = dx_parts
+    // Each task's gradients are kept apart and summed in task order afterwards, so the sums
+    // do not depend on how rayon happened to split the work: the same bits on every run.
+    let parts: Vec<_> = dx_parts
         .into_par_iter()
         .enumerate()
-        .fold(zero, |mut acc, (c, mut dxc)| {
+        .map(|(c, mut dxc)| {
+            let mut acc = zero();
             let first = c * images;
             let n = images.min(blocks[0].g.batch - first);
             // Images `first..first + n` of a batch of `per`-value images.
@@ -319,13 +323,14 @@ fn backward_on(
             }
             acc
         })
-        .reduce(zero, |mut a, b| {
-            for ((aw, ab), (bw, bb)) in a.iter_mut().zip(&b) {
-                aw.iter_mut().zip(bw).for_each(|(s, v)| *s += v);
-                ab.iter_mut().zip(bb).for_each(|(s, v)| *s += v);
-            }
-            a
-        });
+        .collect();
+    let sums = parts.into_iter().fold(zero(), |mut a, b| {
+        for ((aw, ab), (bw, bb)) in a.iter_mut().zip(&b) {
+            aw.iter_mut().zip(bw).for_each(|(s, v)| *s += v);
+            ab.iter_mut().zip(bb).for_each(|(s, v)| *s += v);
+        }
+        a
+    });
     for ((b, (dwt, dbias)), (dw, db)) in blocks
         .iter()
         .zip(&sums)
