@@ -10,8 +10,9 @@
 //! the final reports included. Then, as in PyTorch, a fresh `MyNet` is built, the best
 //! checkpoint is loaded into it and it classifies one test image.
 //!
-//! Expected: about 60% test accuracy after the default 5 epochs (Adam, lr 1e-3, random crop and
-//! flip); `--limit 5000 --epochs 2` takes about a minute and reaches about 40%.
+//! Measured (one run, 2-core Intel Xeon, dev profile, Flex, `--limit 2000 --epochs 2`):
+//! 21.90% test accuracy after epoch 1, 36.95% after epoch 2 (7.4 and 7.7 s per epoch, with a
+//! build running alongside). The default (all 50,000 images, 5 epochs) is not recorded yet.
 #![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;

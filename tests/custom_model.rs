@@ -3,16 +3,18 @@
 //! model can disagree with its data is an error before the first step.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use common::params;
 use torchlet::burn;
 use torchlet::data::{ImageDataset, ImageShape};
 use torchlet::model::ImageClassifier;
@@ -133,34 +135,6 @@ fn config(epochs: usize) -> TrainConfig {
 
 fn trainer(epochs: usize, out: &Path) -> Trainer {
     Trainer::new(config(epochs), out).device(select_device(DeviceChoice::Flex).unwrap())
-}
-
-/// Every float tensor's bits, by key.
-fn params(module: &impl Module) -> BTreeMap<String, Vec<u32>> {
-    #[derive(Default)]
-    struct Collect {
-        path: Vec<String>,
-        found: BTreeMap<String, Vec<u32>>,
-    }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let values = param.val().into_data().try_into_vec_as::<f32>().unwrap();
-            self.found.insert(
-                self.path.join("."),
-                values.iter().map(|v| v.to_bits()).collect(),
-            );
-        }
-    }
-    let mut c = Collect::default();
-    module.visit(&mut c);
-    assert!(c.found.len() >= 4, "{:?}", c.found.keys());
-    c.found
 }
 
 /// Stops the run at a given training batch; counts the training batches it saw.

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::params;
+
 /// Flex draws dropout masks and initial weights from one process-wide RNG, so two trainings
 /// running at once in this test binary would interleave their draws. Each test holds this lock.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -15,11 +17,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use torchlet::burn;
 use torchlet::data::{Cifar10, ImageDataset, ImageShape};
@@ -79,33 +80,6 @@ fn linear(classes: usize) -> ModelConfig {
 }
 
 /// Every float tensor of a module, by path, as raw bits.
-fn params(module: &impl Module) -> BTreeMap<String, Vec<u32>> {
-    #[derive(Default)]
-    struct Collect {
-        path: Vec<String>,
-        found: BTreeMap<String, Vec<u32>>,
-    }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let values = param.val().into_data().try_into_vec_as::<f32>().unwrap();
-            self.found.insert(
-                self.path.join("."),
-                values.iter().map(|v| v.to_bits()).collect(),
-            );
-        }
-    }
-    let mut c = Collect::default();
-    module.visit(&mut c);
-    assert!(c.found.len() >= 2, "{:?}", c.found.keys());
-    c.found
-}
-
 /// Records step lines and epoch summaries; can request a stop at a given step.
 #[derive(Default)]
 struct Recorder {

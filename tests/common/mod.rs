@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use torchlet::burn::module::{Module, ModuleVisitor, Param};
+use torchlet::burn::tensor::Tensor;
 use torchlet::data::cifar10::{CLASSES, FOLDER, META_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES};
 
 /// The real archive, `../shared/cifar10/cifar-10-binary.tar.gz` (or `TORCHLET_CIFAR10`).
@@ -151,4 +153,32 @@ pub fn serve(body: Vec<u8>, mode: Serve) -> Server {
         }
     });
     Server { url, hits }
+}
+
+/// Every float tensor of `module`, as bits, by key (for bit-exact comparisons).
+pub fn params(module: &impl Module) -> std::collections::BTreeMap<String, Vec<u32>> {
+    #[derive(Default)]
+    struct Collect {
+        path: Vec<String>,
+        found: std::collections::BTreeMap<String, Vec<u32>>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let values = param.val().into_data().try_into_vec_as::<f32>().unwrap();
+            self.found.insert(
+                self.path.join("."),
+                values.iter().map(|v| v.to_bits()).collect(),
+            );
+        }
+    }
+    let mut c = Collect::default();
+    module.visit(&mut c);
+    assert!(c.found.len() >= 2, "{:?}", c.found.keys());
+    c.found
 }
