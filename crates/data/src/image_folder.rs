@@ -36,6 +36,9 @@ use rayon::prelude::*;
 use crate::dataset::{ImageDataset, ImageShape};
 use crate::error::{DataError, Result};
 
+/// An image file and the label of its class folder.
+pub type LabeledFile = (PathBuf, u16);
+
 /// File extensions read as images (case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
@@ -121,7 +124,7 @@ impl ImageFolder {
 
     /// The class names (sorted sub-folder names) and the image files with their labels, in
     /// load order (by class, then by path).
-    pub fn files(&self) -> Result<(Vec<String>, Vec<(PathBuf, u16)>)> {
+    pub fn files(&self) -> Result<(Vec<String>, Vec<LabeledFile>)> {
         let root = &self.root;
         let mut classes = Vec::new();
         for entry in std::fs::read_dir(root).map_err(|e| DataError::io(root, e))? {
