@@ -40,6 +40,8 @@ struct Net {
     fc: Linear,
     #[module(skip)]
     declared: Option<[usize; 3]>,
+    #[module(skip)]
+    claimed_classes: Option<usize>,
 }
 
 impl Net {
@@ -52,6 +54,7 @@ impl Net {
             dropout: DropoutConfig::new(0.2).init(),
             fc: LinearConfig::new(width * 6 * 6, classes).init(device),
             declared: None,
+            claimed_classes: None,
         }
     }
 
@@ -72,7 +75,7 @@ impl ImageClassifier for Net {
     }
 
     fn num_classes(&self) -> usize {
-        self.fc.weight.dims()[1]
+        self.claimed_classes.unwrap_or(self.fc.weight.dims()[1])
     }
 
     fn input_shape(&self) -> Option<[usize; 3]> {
@@ -302,6 +305,29 @@ fn every_mismatch_between_model_and_data_is_an_error_before_the_first_step() {
         matches!(err, TrainError::Mismatch(DataMismatch::Forward { .. })),
         "{err}"
     );
+
+    // Test classes named otherwise than the training classes.
+    let renamed = ImageDataset::new(
+        data.pixels().to_vec(),
+        data.labels().to_vec(),
+        gray12(),
+        vec!["x".into(), "y".into(), "z".into()],
+    )
+    .unwrap();
+    let err = fit_with(Net::seeded(1, 1, 3), &data, &renamed);
+    assert!(
+        matches!(err, TrainError::Mismatch(DataMismatch::ClassNames { .. })),
+        "{err}"
+    );
+
+    // A network that says 3 classes but returns 4 logits.
+    let mut lying = Net::seeded(1, 1, 4);
+    lying.claimed_classes = Some(3);
+    let err = fit_with(lying, &data, &data);
+    let TrainError::Mismatch(DataMismatch::Logits { got, classes, .. }) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!((got.as_slice(), *classes), (&[1usize, 4][..], 3));
 
     // Training and test images of different shapes.
     let err = fit_with(Net::seeded(1, 1, 3), &data, &big);
