@@ -33,6 +33,9 @@
 //! ```text
 //! cargo run --release --example cifar10_train -- --image-folder my_images --model resnet18 --epochs 5
 //! ```
+//!
+//! Several GPUs of one machine, data-parallel (PyTorch's `DistributedDataParallel`):
+//! `--devices wgpu:0,wgpu:1`; `--devices flex,flex` runs the same code path on a CPU.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
@@ -46,7 +49,8 @@ use torchlet::data::{Cifar10, load_image_folder};
 use torchlet::model::{CpuKernels, ModelConfig};
 use torchlet::train::{
     EpochSummary, LrSchedule, Observer, OptimizerConfig, Phase, Progress, RunStart,
-    SavedCheckpoint, StepLog, TrainConfig, Trainer, select_device,
+    SavedCheckpoint, StepLog, TrainConfig, Trainer, parse_device_list, select_device,
+    select_devices,
 };
 
 /// Train the PyTorch CIFAR-10 tutorial's network on Burn.
@@ -109,6 +113,10 @@ struct Args {
     /// Device: auto (a GPU when one works, else the CPU), flex, ndarray, wgpu or cuda.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Train data-parallel on several devices, e.g. wgpu:0,wgpu:1 (or flex,flex to try it on
+    /// a CPU): every batch is split over them, each step the same as on one device.
+    #[arg(long, value_name = "LIST", conflicts_with = "device")]
+    devices: Option<String>,
     /// Continue a run from its newest checkpoint (a run folder or a checkpoint folder).
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -161,8 +169,12 @@ fn main() -> Result<()> {
         (None, None) => PathBuf::from("runs").join(config.model.kind().name()),
     };
 
-    let device = select_device(args.device.parse()?)?;
-    println!("Using device: {device}");
+    let devices = match &args.devices {
+        Some(list) => select_devices(&parse_device_list(list)?)?,
+        None => vec![select_device(args.device.parse()?)?],
+    };
+    let names: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+    println!("Using device: {}", names.join(", "));
 
     let (train, test) = if let Some(dir) = &args.image_folder {
         let load = |split: &str| {
@@ -191,7 +203,7 @@ fn main() -> Result<()> {
     };
 
     let mut trainer = Trainer::new(config, &out)
-        .device(device)
+        .devices(devices)
         .observer(Arc::new(Printer::new()));
     if let Some(resume) = &args.resume {
         trainer = trainer.resume_from(resume);

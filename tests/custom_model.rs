@@ -14,13 +14,13 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use common::params;
+use common::{StopAt, params, synthetic};
 use torchlet::burn;
 use torchlet::data::{ImageDataset, ImageShape};
 use torchlet::model::ImageClassifier;
 use torchlet::train::{
-    DataMismatch, DeviceChoice, Observer, OptimizerConfig, Phase, Progress, SavedCheckpoint,
-    StopHandle, TrainConfig, TrainError, Trainer, classify, select_device,
+    DataMismatch, DeviceChoice, OptimizerConfig, SavedCheckpoint, TrainConfig, TrainError, Trainer,
+    classify, select_device,
 };
 
 /// Trainings share the backend's process-wide RNG: one at a time in this binary.
@@ -85,28 +85,6 @@ impl ImageClassifier for Net {
 
 // ---------------------------------------------------------------- helpers
 
-/// `n` images of `shape`, `classes` classes, each class brighter in its own channel/region.
-fn synthetic(n: usize, classes: usize, shape: ImageShape, seed: u32) -> ImageDataset {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    let numel = shape.numel();
-    let mut pixels = Vec::with_capacity(n * numel);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let label = i % classes;
-        labels.push(label as u16);
-        for p in 0..numel {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            let region = (p * classes) / numel;
-            let base = if region == label { 150 } else { 40 };
-            pixels.push((base + state % 60) as u8);
-        }
-    }
-    let names = (0..classes).map(|c| format!("class{c}")).collect();
-    ImageDataset::new(pixels, labels, shape, names).unwrap()
-}
-
 fn gray12() -> ImageShape {
     ImageShape {
         channels: 1,
@@ -138,27 +116,6 @@ fn config(epochs: usize) -> TrainConfig {
 
 fn trainer(epochs: usize, out: &Path) -> Trainer {
     Trainer::new(config(epochs), out).device(select_device(DeviceChoice::Flex).unwrap())
-}
-
-/// Stops the run at a given training batch; counts the training batches it saw.
-#[derive(Default)]
-struct StopAt {
-    at: Option<(usize, usize, StopHandle)>,
-    batches: Mutex<usize>,
-}
-
-impl Observer for StopAt {
-    fn progress(&self, p: &Progress) {
-        if p.phase != Phase::Train {
-            return;
-        }
-        *self.batches.lock().unwrap() += 1;
-        if let Some((epoch, batch, stop)) = &self.at
-            && (p.epoch, p.done) == (*epoch, *batch)
-        {
-            stop.stop();
-        }
-    }
 }
 
 // ---------------------------------------------------------------- tests

@@ -431,9 +431,58 @@ fn cpu_kernels_agree_with_burns_conv2d() {
     );
 }
 
+/// A local xorshift generator. Other tests in this binary draw from Flex's process-wide RNG
+/// at the same time, so weights from `init` and images from `Tensor::random` would change from
+/// run to run; and the comparison below is sensitive to the data: where two values of a
+/// max-pool window are within rounding of each other, Burn's and torchlet's convolutions
+/// (whose outputs differ by rounding) can pick different maxima, and that window's gradient
+/// then goes to another position (both are valid subgradients; seen on roughly one random
+/// batch in ten). Fixed data keeps the test a test of the kernels.
+struct Local(u64);
+
+impl Local {
+    /// Uniform in [-1, 1).
+    fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f32 {
+        let u1 = (self.uniform() * 0.5 + 0.5).max(1e-7);
+        let u2 = self.uniform() * 0.5 + 0.5;
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    }
+}
+
+impl burn::module::ModuleMapper for Local {
+    /// Redraws every randomly initialised tensor (weights, biases) within the bound of its
+    /// initialiser; batch norm's constant initial scale, shift and statistics stay.
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let values = tensor.clone().into_data().try_to_vec::<f32>().unwrap();
+        let bound = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let constant = values.iter().all(|v| *v == values[0]);
+        if constant {
+            return burn::module::Param::from_mapped_value(id, tensor, mapper);
+        }
+        let fresh: Vec<f32> = values.iter().map(|_| self.uniform() * bound).collect();
+        let mut out =
+            Tensor::<D>::from_data(TensorData::new(fresh, tensor.shape()), &tensor.device());
+        if tensor.is_require_grad() {
+            out = out.require_grad();
+        }
+        burn::module::Param::from_mapped_value(id, out, mapper)
+    }
+}
+
 fn cpu_kernels_agree_on(config: &SeedConvNetConfig) {
     use burn::module::Module;
-    use burn::tensor::Distribution;
     use torchlet_model::CpuKernels;
 
     let device = Device::flex().autodiff();
@@ -441,14 +490,15 @@ fn cpu_kernels_agree_on(config: &SeedConvNetConfig) {
     let burn_model = config
         .clone()
         .with_cpu_kernels(Some(CpuKernels::Burn))
-        .init(&device);
+        .init(&device)
+        .map(&mut Local(0x9e37_79b9_7f4a_7c15));
     let mut ours = burn_model.clone();
     ours.cpu_kernels = CpuKernels::Auto;
     // Two odd-sized batches so the batch split over threads has a remainder.
     for (batch, seed) in [(5usize, 1u64), (66, 2)] {
-        device.seed(seed);
-        let images =
-            Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let mut local = Local(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+        let pixels: Vec<f32> = (0..batch * 3072).map(|_| local.normal()).collect();
+        let images = Tensor::<4>::from_data(TensorData::new(pixels, [batch, 3, 32, 32]), &device);
         let targets: Vec<i64> = (0..batch as i64).map(|i| (i * 7) % 10).collect();
 
         let (loss_burn, grads_burn) = loss_and_grads(&burn_model, images.clone(), &targets);

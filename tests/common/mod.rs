@@ -10,12 +10,14 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use torchlet::burn::module::{Module, ModuleVisitor, Param};
 use torchlet::burn::tensor::Tensor;
 use torchlet::data::cifar10::{CLASSES, FOLDER, META_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES};
+use torchlet::data::{ImageDataset, ImageShape};
+use torchlet::train::{Observer, Phase, Progress, StopHandle};
 
 /// The real archive, `../shared/cifar10/cifar-10-binary.tar.gz` (or `TORCHLET_CIFAR10`).
 ///
@@ -181,4 +183,49 @@ pub fn params(module: &impl Module) -> std::collections::BTreeMap<String, Vec<u3
     module.visit(&mut c);
     assert!(c.found.len() >= 2, "{:?}", c.found.keys());
     c.found
+}
+
+/// `n` images of `shape`, `classes` classes, each class brighter in its own channel/region.
+pub fn synthetic(n: usize, classes: usize, shape: ImageShape, seed: u32) -> ImageDataset {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let numel = shape.numel();
+    let mut pixels = Vec::with_capacity(n * numel);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let label = i % classes;
+        labels.push(label as u16);
+        for p in 0..numel {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let region = (p * classes) / numel;
+            let base = if region == label { 150 } else { 40 };
+            pixels.push((base + state % 60) as u8);
+        }
+    }
+    let names = (0..classes).map(|c| format!("class{c}")).collect();
+    ImageDataset::new(pixels, labels, shape, names).unwrap()
+}
+
+/// Stops the run at a given training batch; counts the training batches it saw.
+#[derive(Default)]
+pub struct StopAt {
+    /// `(epoch, batch, handle)`: stop after that training batch.
+    pub at: Option<(usize, usize, StopHandle)>,
+    /// Training batches seen.
+    pub batches: Mutex<usize>,
+}
+
+impl Observer for StopAt {
+    fn progress(&self, p: &Progress) {
+        if p.phase != Phase::Train {
+            return;
+        }
+        *self.batches.lock().unwrap() += 1;
+        if let Some((epoch, batch, stop)) = &self.at
+            && (p.epoch, p.done) == (*epoch, *batch)
+        {
+            stop.stop();
+        }
+    }
 }

@@ -86,6 +86,128 @@ impl FromStr for DeviceChoice {
     }
 }
 
+/// One entry of a device list (`--devices flex,flex` or `--devices wgpu:0,wgpu:1`): a backend
+/// and, for GPUs, which one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// The backend (`auto` is not allowed in a list).
+    pub choice: DeviceChoice,
+    /// The GPU's index (`wgpu:1`, `cuda:1`); `None` for the backend's default device.
+    pub index: Option<usize>,
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}:{i}", self.choice),
+            None => write!(f, "{}", self.choice),
+        }
+    }
+}
+
+impl FromStr for DeviceSpec {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, index) = match s.trim().split_once(':') {
+            Some((name, index)) => {
+                let index = index
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| TrainError::Device {
+                        name: s.trim().to_string(),
+                        reason: format!("{index:?} is not a device index (expected e.g. wgpu:1)"),
+                    })?;
+                (name, Some(index))
+            }
+            None => (s, None),
+        };
+        let choice: DeviceChoice = name.parse()?;
+        let bad = |reason: &str| TrainError::Device {
+            name: s.trim().to_string(),
+            reason: reason.to_string(),
+        };
+        match choice {
+            DeviceChoice::Auto => Err(bad("`auto` cannot be one of several devices; name them")),
+            DeviceChoice::Flex | DeviceChoice::NdArray if index.is_some() => Err(bad(
+                "the CPU backends have one device; repeat the name (flex,flex) for several",
+            )),
+            _ => Ok(DeviceSpec { choice, index }),
+        }
+    }
+}
+
+/// Parses a comma-separated device list such as `flex,flex` or `wgpu:0,wgpu:1`.
+pub fn parse_device_list(list: &str) -> Result<Vec<DeviceSpec>, TrainError> {
+    let specs = list
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<DeviceSpec>, _>>()?;
+    if specs.is_empty() {
+        return Err(TrainError::Device {
+            name: list.to_string(),
+            reason: "the device list is empty".into(),
+        });
+    }
+    Ok(specs)
+}
+
+/// Opens every device of a list, in order (the first is the main device: it holds the model,
+/// the optimizer and the evaluation).
+pub fn select_devices(specs: &[DeviceSpec]) -> Result<Vec<SelectedDevice>, TrainError> {
+    specs.iter().map(|spec| open_spec(*spec)).collect()
+}
+
+/// Opens one entry of a device list.
+fn open_spec(spec: DeviceSpec) -> Result<SelectedDevice, TrainError> {
+    let Some(index) = spec.index else {
+        return open(spec.choice);
+    };
+    let device = indexed_gpu(spec.choice, index)?;
+    check_works(&device).map_err(|reason| TrainError::Device {
+        name: spec.to_string(),
+        reason,
+    })?;
+    Ok(SelectedDevice {
+        device,
+        kind: spec.choice,
+        description: format!("{spec} (GPU)"),
+    })
+}
+
+/// GPU number `index` of a backend: CUDA's device `index`, or the `index`-th adapter wgpu
+/// lists.
+#[allow(unused_variables)]
+fn indexed_gpu(choice: DeviceChoice, index: usize) -> Result<Device, TrainError> {
+    let name = format!("{choice}:{index}");
+    match choice {
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda => probe_catching(|| Device::cuda(index))
+            .map_err(|reason| TrainError::Device { name, reason }),
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Wgpu => {
+            use burn::tensor::DeviceType;
+            let found: Vec<Device> =
+                probe_catching(|| Device::enumerate(DeviceType::Wgpu).into_iter().collect())
+                    .map_err(|reason| TrainError::Device {
+                        name: name.clone(),
+                        reason,
+                    })?;
+            let count = found.len();
+            found.into_iter().nth(index).ok_or(TrainError::Device {
+                name,
+                reason: format!("wgpu lists {count} adapter(s), numbered from 0"),
+            })
+        }
+        other if other.is_compiled() => Err(TrainError::Device {
+            name,
+            reason: "this backend has no numbered devices".into(),
+        }),
+        other => Err(not_compiled(other)),
+    }
+}
+
 /// The device a run uses, with a name to print.
 #[derive(Debug, Clone)]
 pub struct SelectedDevice {
@@ -293,6 +415,29 @@ mod tests {
         assert!(!flex.is_gpu());
         let auto = select_device(DeviceChoice::Auto).unwrap();
         check_works(&auto.device).unwrap();
+    }
+
+    #[test]
+    fn parses_device_lists() {
+        let list = parse_device_list("flex, flex").unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(
+            list.iter()
+                .all(|s| s.choice == DeviceChoice::Flex && s.index.is_none())
+        );
+        let gpus = parse_device_list("wgpu:0,wgpu:1").unwrap();
+        assert_eq!(gpus[1].index, Some(1));
+        assert_eq!(gpus[1].to_string(), "wgpu:1");
+        for (bad, says) in [
+            ("", "empty"),
+            ("auto,flex", "auto"),
+            ("flex:1", "repeat the name"),
+            ("wgpu:x", "not a device index"),
+            ("tpu", "unknown device"),
+        ] {
+            let err = parse_device_list(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 
     #[test]

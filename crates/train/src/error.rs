@@ -158,6 +158,20 @@ pub enum TrainError {
         reason: String,
     },
 
+    /// One device of a multi-device run failed during a step (its layer panicked, or the
+    /// worker is gone); no weight was changed by that step.
+    #[error("device {device} (replica {replica}) failed at step {step}: {message}")]
+    Replica {
+        /// The device's description.
+        device: String,
+        /// Its position in the device list (0 is the main device).
+        replica: usize,
+        /// The global step (1-based) that failed.
+        step: u64,
+        /// The panic message or what went wrong.
+        message: String,
+    },
+
     /// Data loading failed.
     #[error(transparent)]
     Data(#[from] torchlet_data::DataError),

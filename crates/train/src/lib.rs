@@ -13,6 +13,7 @@
 //! | `SummaryWriter.add_scalar` | [`tensorboard`] |
 //! | `for imgs, targets in test_loader` + accuracy | [`fit`]'s evaluation, [`confusion`] |
 //! | `torch.device("cuda" if ... else "cpu")` | [`select_device`] |
+//! | `DistributedDataParallel` over several devices of one machine | [`Trainer::devices`], [`select_devices`] |
 //!
 //! The loop ([`fit`]) is torchlet's own, over Burn's autodiff, optimizers, schedulers and
 //! records; it trains any [`ImageClassifier`](torchlet_model::ImageClassifier) — the built-in
@@ -113,7 +114,9 @@ pub mod trainer;
 
 pub use checkpoint::{KeyDiff, SavedCheckpoint, list_checkpoints};
 pub use config::{LrSchedule, OptimizerConfig, TrainConfig};
-pub use device::{DeviceChoice, SelectedDevice, select_device};
+pub use device::{
+    DeviceChoice, DeviceSpec, SelectedDevice, parse_device_list, select_device, select_devices,
+};
 pub use error::{Result, TrainError};
 pub use fit::check::DataMismatch;
 pub use infer::{Prediction, classify, load_image, load_image_32};

@@ -94,7 +94,7 @@ type BuildModel<M> =
 pub struct Trainer<M: ImageClassifier = Model> {
     config: TrainConfig,
     out_dir: PathBuf,
-    device: Option<SelectedDevice>,
+    devices: Vec<SelectedDevice>,
     observer: Arc<dyn Observer>,
     resume: Option<PathBuf>,
     stop: StopHandle,
@@ -109,7 +109,7 @@ impl Trainer<Model> {
         Self {
             config,
             out_dir: out_dir.into(),
-            device: None,
+            devices: Vec::new(),
             observer: Arc::new(Silent),
             resume: None,
             stop: StopHandle::default(),
@@ -133,7 +133,7 @@ impl<M: ImageClassifier> Trainer<M> {
         Trainer {
             config: self.config,
             out_dir: self.out_dir,
-            device: self.device,
+            devices: self.devices,
             observer: self.observer,
             resume: self.resume,
             stop: self.stop,
@@ -150,7 +150,18 @@ impl<M: ImageClassifier> Trainer<M> {
 
     /// Trains on `device` (default: [`DeviceChoice::Auto`]).
     pub fn device(mut self, device: SelectedDevice) -> Self {
-        self.device = Some(device);
+        self.devices = vec![device];
+        self
+    }
+
+    /// Trains data-parallel on several devices of this machine, like PyTorch's
+    /// `DistributedDataParallel` (see [`select_devices`](crate::select_devices)): every
+    /// batch is split over them and their gradients are combined so each step equals a
+    /// one-device step on the whole batch. The first device is the main one (it holds the
+    /// model and the optimizer and runs the evaluation). The same device may appear more than
+    /// once (`flex,flex`). An empty list means [`DeviceChoice::Auto`].
+    pub fn devices(mut self, devices: impl IntoIterator<Item = SelectedDevice>) -> Self {
+        self.devices = devices.into_iter().collect();
         self
     }
 
@@ -190,10 +201,11 @@ impl<M: ImageClassifier> Trainer<M> {
         let mut config = self.config;
         config.validate()?;
         let (train, test) = (train.into(), test.into());
-        let selected = match self.device {
-            Some(d) => d,
-            None => select_device(DeviceChoice::Auto)?,
-        };
+        let mut devices = self.devices;
+        if devices.is_empty() {
+            devices.push(select_device(DeviceChoice::Auto)?);
+        }
+        let selected = devices[0].clone();
         let device = selected.device.clone();
         let autodiff = device.clone().autodiff();
         let model = (self.build)(&mut config, &autodiff, train.shape(), train.classes().len())?;
@@ -215,7 +227,7 @@ impl<M: ImageClassifier> Trainer<M> {
             observer: self.observer.as_ref(),
         };
         reporter.run_started(&RunStart {
-            device: selected.description.clone(),
+            device: describe(&devices),
             model: model.name(),
             num_params: model.num_params(),
             train_images: train_loader.num_images(),
@@ -234,6 +246,10 @@ impl<M: ImageClassifier> Trainer<M> {
         let outcome = fit_loop::run(Setup {
             config,
             device: autodiff,
+            devices: devices
+                .iter()
+                .map(|d| (d.device.clone().autodiff(), d.description.clone()))
+                .collect(),
             model,
             optim,
             scheduler,
@@ -269,6 +285,21 @@ impl<M: ImageClassifier> Trainer<M> {
             confusion,
             out_dir: self.out_dir,
         })
+    }
+}
+
+/// `flex (CPU)`, or `2 devices: flex (CPU), flex (CPU)`.
+fn describe(devices: &[SelectedDevice]) -> String {
+    match devices {
+        [one] => one.description.clone(),
+        many => format!(
+            "{} devices: {}",
+            many.len(),
+            many.iter()
+                .map(|d| d.description.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

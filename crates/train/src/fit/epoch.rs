@@ -7,6 +7,7 @@ use burn::optim::GradientsParams;
 use torchlet_data::ImageBatch;
 use torchlet_model::ImageClassifier;
 
+use super::parallel::Replicas;
 use super::{EpochEnd, Run, TAG_TRAIN_LOSS, rng_lock};
 use crate::checkpoint::PartialEpoch;
 use crate::error::TrainError;
@@ -90,27 +91,66 @@ impl<M: ImageClassifier> Run<M> {
     /// One optimizer step on `batch`; returns its loss. A NaN or infinite loss stops the run
     /// before the step changes any weight.
     pub(super) fn step(&mut self, batch: ImageBatch, epoch: usize) -> Result<f64, TrainError> {
-        let _rng = rng_lock();
-        self.device
-            .seed(step_seed(self.config.seed, self.global_step + 1));
-        // outputs = model(imgs); loss = criterion(outputs, targets)
-        let logits = self.model.forward(batch.images);
-        let loss = self.loss.forward(logits, batch.targets);
-        let value = loss.clone().into_scalar::<f64>();
-        if !value.is_finite() {
-            return Err(TrainError::NonFiniteLoss {
-                loss: value,
-                epoch,
-                step: self.global_step + 1,
-                last_checkpoint: self.last_checkpoint.clone(),
-            });
-        }
-        // loss.backward(); optimizer.step() (gradients are fresh each step: no zero_grad)
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let step = self.global_step + 1;
+        let seed = step_seed(self.config.seed, step);
+        let (value, grads) = match &self.replicas {
+            None => {
+                // outputs = model(imgs): its random draws (dropout) from this step's seed,
+                // under the lock, so another run in this process cannot take them.
+                let logits = {
+                    let _rng = rng_lock();
+                    self.device.seed(seed);
+                    self.model.forward(batch.images)
+                };
+                // loss = criterion(outputs, targets)
+                let loss = self.loss.forward(logits, batch.targets);
+                let value = loss.clone().into_scalar::<f64>();
+                self.check_finite(value, epoch)?;
+                // loss.backward() (gradients are fresh each step: no zero_grad)
+                (
+                    value,
+                    GradientsParams::from_grads(loss.backward(), &self.model),
+                )
+            }
+            Some(replicas) => {
+                // Shard 0 draws what a one-device run draws; the others their own streams.
+                let seeds = |replica: usize| match replica {
+                    0 => seed,
+                    r => step_seed(seed, r as u64),
+                };
+                let shards = replicas
+                    .forward_backward(&self.model, &self.loss, batch.images, batch.targets, seeds)
+                    .map_err(|f| TrainError::Replica {
+                        device: f.device,
+                        replica: f.replica,
+                        step,
+                        message: f.message,
+                    })?;
+                // The batch's mean loss: the shards' means weighted by their shares.
+                let value = shards.iter().map(|s| s.loss * s.weight).sum::<f64>();
+                self.check_finite(value, epoch)?;
+                let grads = Replicas::sum_gradients(&self.model, &self.device, shards);
+                (value, grads)
+            }
+        };
+        // optimizer.step()
         let lr = self.scheduler.step();
         self.lr = lr.base();
         self.model = self.optim.step(lr, self.model.clone(), grads);
-        self.global_step += 1;
+        self.global_step = step;
         Ok(value)
+    }
+
+    /// A NaN or infinite loss is an error naming the step and the last good checkpoint.
+    fn check_finite(&self, loss: f64, epoch: usize) -> Result<(), TrainError> {
+        if loss.is_finite() {
+            return Ok(());
+        }
+        Err(TrainError::NonFiniteLoss {
+            loss,
+            epoch,
+            step: self.global_step + 1,
+            last_checkpoint: self.last_checkpoint.clone(),
+        })
     }
 }

@@ -19,6 +19,7 @@
 pub mod check;
 mod epoch;
 mod evaluate;
+mod parallel;
 pub(crate) mod start;
 
 use std::path::PathBuf;
@@ -41,6 +42,7 @@ use crate::report::{CheckpointSaved, EpochSummary, Observer, Reporter};
 use crate::trainer::StopHandle;
 
 pub(crate) use evaluate::predict_all;
+use parallel::Replicas;
 use start::StartPoint;
 
 /// TensorBoard tag of the per-step training loss.
@@ -61,8 +63,11 @@ pub(crate) fn rng_lock() -> MutexGuard<'static, ()> {
 /// Everything a run needs, prepared by [`Trainer::fit`](crate::Trainer::fit).
 pub(crate) struct Setup<M> {
     pub config: TrainConfig,
-    /// The training device, with autodiff.
+    /// The training device, with autodiff (the main device of a multi-device run).
     pub device: Device,
+    /// Every device of a multi-device run, main first, with autodiff and a description;
+    /// empty or one entry for a one-device run.
+    pub devices: Vec<(Device, String)>,
     pub model: M,
     pub optim: ModuleOptimizer,
     pub scheduler: ModuleLrScheduler,
@@ -88,6 +93,8 @@ pub(crate) struct Outcome<M> {
 pub(crate) struct Run<M> {
     config: TrainConfig,
     device: Device,
+    /// The worker threads of a multi-device run.
+    replicas: Option<Replicas<M>>,
     model: M,
     optim: ModuleOptimizer,
     scheduler: ModuleLrScheduler,
@@ -169,7 +176,9 @@ impl<M: ImageClassifier> Run<M> {
     fn new(s: Setup<M>) -> Self {
         let loss = CrossEntropyLossConfig::new().init(&s.device);
         let store = CheckpointStore::new(&s.out_dir, s.config.keep_last);
+        let replicas = (s.devices.len() > 1).then(|| Replicas::start(&s.devices));
         Self {
+            replicas,
             loss,
             store,
             global_step: s.start.global_step,
@@ -277,6 +286,9 @@ impl<M: ImageClassifier> Run<M> {
                     reason: e.to_string(),
                 })
         };
+        // Batch norm's running statistics wait, one value per worker thread, until the model
+        // is next evaluated; `valid()` folds them in so the checkpoint holds the current ones.
+        let _ = self.model.valid();
         let records = Records {
             model: bytes("weights", self.model.clone().into_record().into_bytes())?,
             optim: bytes("optimizer state", self.optim.to_record().into_bytes())?,
