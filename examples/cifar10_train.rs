@@ -24,7 +24,8 @@
 //! (`tensorboard --logdir runs`), `metrics.csv`, `loss.svg`, `accuracy.svg`, checkpoints
 //! after every epoch in `checkpoints/`, and, at the end, the confusion matrix, per-class
 //! accuracy and `samples.png`. Ctrl-C finishes the current step, writes a checkpoint and
-//! exits; `--resume runs/tutorial` continues from the newest checkpoint.
+//! exits with status 130 (a second Ctrl-C quits at once); `--resume runs/tutorial` continues
+//! from the newest checkpoint.
 //!
 //! Other networks and your own images: `--model vgg11|vgg16|resnet18|airbench94|linear`, and
 //! `--image-folder DIR` trains on `DIR/train/<class>/*` and `DIR/test/<class>/*` (PNG/JPEG,
@@ -241,6 +242,8 @@ fn main() -> Result<()> {
             "stopped early; continue with: cargo run --release --example cifar10_train -- --resume {}",
             out.display()
         );
+        // The shell's code for "interrupted by Ctrl-C" (128 + SIGINT), after the checkpoint.
+        std::process::exit(130);
     } else if let Some(matrix) = &report.confusion {
         println!("per-class test accuracy of the final model:");
         for (name, acc) in matrix.class_names().iter().zip(matrix.per_class_accuracy()) {

@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -14,7 +14,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use common::{StopAt, params, synthetic};
+use common::{StopAt, params, serial, synthetic};
 use torchlet::burn;
 use torchlet::data::{ImageDataset, ImageShape};
 use torchlet::model::ImageClassifier;
@@ -22,12 +22,6 @@ use torchlet::train::{
     DataMismatch, DeviceChoice, OptimizerConfig, SavedCheckpoint, TrainConfig, TrainError, Trainer,
     classify, select_device,
 };
-
-/// Trainings share the backend's process-wide RNG: one at a time in this binary.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 // ---------------------------------------------------------------- the user's network
 

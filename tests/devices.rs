@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use common::{StopAt, params, synthetic};
+use common::{StopAt, params, serial, synthetic};
 use torchlet::burn;
 use torchlet::data::{ImageDataset, ImageShape};
 use torchlet::model::nn::{
@@ -33,12 +33,6 @@ use torchlet::train::{
     Observer, OptimizerConfig, RunStart, SavedCheckpoint, SelectedDevice, TrainConfig, TrainError,
     TrainReport, Trainer, parse_device_list, select_devices,
 };
-
-/// Trainings share the backend's process-wide RNG: one at a time in this binary.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// `n` Flex devices, as `--devices flex,flex,...` opens them.
 fn flex(n: usize) -> Vec<SelectedDevice> {

@@ -1,14 +1,22 @@
-//! Hostile input: weight files that would run code or claim huge tensors.
+//! Hostile input and real faults: weight files that would run code or claim huge tensors,
+//! and two trainings in one process.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 
 use burn::tensor::Device;
+use common::synthetic;
 use torchlet::burn;
+use torchlet::data::ImageShape;
 use torchlet::model::interop::InteropError;
-use torchlet::model::{LinearBaselineConfig, load_pytorch, load_safetensors};
+use torchlet::model::{LinearBaselineConfig, ModelConfig, load_pytorch, load_safetensors};
+use torchlet::train::{
+    DeviceChoice, Observer, OptimizerConfig, Phase, Progress, TrainConfig, TrainError, Trainer,
+    select_device,
+};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -103,4 +111,93 @@ fn a_safetensors_header_claiming_huge_tensors_is_an_error_not_an_allocation() {
         println!("{name}: {text}");
         assert!(text.contains(name), "the error names the file: {text}");
     }
+}
+
+// ---------------------------------------------------------------- two trainings at once
+
+/// Holds the run at its first training step until `release` is sent.
+struct Gate {
+    reached: Mutex<Option<mpsc::Sender<()>>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Observer for Gate {
+    fn progress(&self, p: &Progress) {
+        if p.phase == Phase::Train
+            && p.done == 1
+            && let Some(reached) = self.reached.lock().unwrap().take()
+        {
+            reached.send(()).unwrap();
+            self.release.lock().unwrap().recv().unwrap();
+        }
+    }
+}
+
+fn small_run(out: &Path) -> Trainer {
+    let config = TrainConfig {
+        model: ModelConfig::Linear(LinearBaselineConfig::new().with_num_classes(4)),
+        optimizer: OptimizerConfig::sgd(0.01),
+        epochs: 1,
+        batch_size: 8,
+        log_every: 0,
+        num_workers: 1,
+        ..TrainConfig::tutorial()
+    };
+    Trainer::new(config, out)
+        .device(select_device(DeviceChoice::Flex).unwrap())
+        .final_reports(false)
+}
+
+#[test]
+fn a_second_training_at_once_is_refused_unless_allowed() {
+    // Two runs at once share the CPU's threads, and Burn's parallel sums then add in an order
+    // that depends on timing (measured: a run beside another ended with other bits than
+    // alone, with and without dropout). So a second concurrent run is an error by default.
+    let data = synthetic(32, 4, ImageShape::CIFAR, 8);
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (reached_tx, reached) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let gate = Arc::new(Gate {
+        reached: Mutex::new(Some(reached_tx)),
+        release: Mutex::new(release_rx),
+    });
+    std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            small_run(dirs[0].path())
+                .observer(gate.clone())
+                .fit(data.clone(), data.clone())
+        });
+        reached.recv().unwrap(); // the first run is inside its first step
+        let err = small_run(dirs[1].path())
+            .fit(data.clone(), data.clone())
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, TrainError::ConcurrentRun { .. }), "{text}");
+        assert!(
+            text.contains(&dirs[0].path().display().to_string()),
+            "{text}"
+        );
+        assert!(
+            text.contains(&dirs[1].path().display().to_string()),
+            "{text}"
+        );
+        // Allowed explicitly, it trains beside the first.
+        let beside = small_run(dirs[2].path())
+            .allow_concurrent(true)
+            .fit(data.clone(), data.clone())
+            .unwrap();
+        assert_eq!(beside.history.len(), 1);
+        release.send(()).unwrap();
+        first.join().unwrap().unwrap();
+    });
+    // The claim is released when a run ends, also when it ends in an error.
+    let bad = TrainConfig {
+        epochs: 0,
+        ..TrainConfig::tutorial()
+    };
+    let err = Trainer::new(bad, dirs[3].path())
+        .fit(data.clone(), data.clone())
+        .unwrap_err();
+    assert!(matches!(err, TrainError::InvalidValue { .. }), "{err}");
+    small_run(dirs[1].path()).fit(data.clone(), data).unwrap();
 }

@@ -8,14 +8,7 @@
 
 mod common;
 
-use common::params;
-
-/// Flex draws dropout masks and initial weights from one process-wide RNG, so two trainings
-/// running at once in this test binary would interleave their draws. Each test holds this lock.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::{params, serial};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

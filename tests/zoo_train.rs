@@ -7,19 +7,13 @@
 
 mod common;
 
-use std::sync::Mutex;
+use common::serial;
 
 use torchlet::data::{Cifar10, ImageDataset, ImageShape};
 use torchlet::model::{ModelConfig, ModelConfigError, ModelKind};
 use torchlet::train::{
     DeviceChoice, OptimizerConfig, SavedCheckpoint, TrainConfig, TrainError, Trainer, select_device,
 };
-
-/// Trainings share the backend's process-wide RNG: one at a time in this binary.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn synthetic(n: usize, classes: usize, shape: ImageShape) -> ImageDataset {
     let numel = shape.numel();

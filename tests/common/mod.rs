@@ -229,3 +229,10 @@ impl Observer for StopAt {
         }
     }
 }
+
+/// One training at a time in a test binary: `Trainer` refuses a second run while one is
+/// training in the process (`TrainError::ConcurrentRun`), and tests run on parallel threads.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -425,6 +425,21 @@ impl CheckpointStore {
         Ok(path)
     }
 
+    /// Removes the temporary folders of checkpoints a killed process was writing (they never
+    /// got their final name, so nothing reads them).
+    pub fn remove_unfinished(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-")
+                && let Err(e) = fs::remove_dir_all(entry.path())
+            {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove an unfinished checkpoint");
+            }
+        }
+    }
+
     /// Writes the folder under a temporary name, syncs it and renames it into place.
     fn write(&self, state: &CheckpointState, records: &Records) -> Result<PathBuf, TrainError> {
         fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
@@ -435,24 +450,12 @@ impl CheckpointStore {
             fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
         }
         fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-        let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Json {
-            path: tmp.join(STATE_FILE),
-            reason: e.to_string(),
-        })?;
-        let files: [(&str, &[u8]); 4] = [
-            (STATE_FILE, &json),
-            (MODEL_FILE, &records.model),
-            (OPTIM_FILE, &records.optim),
-            (SCHEDULER_FILE, &records.scheduler),
-        ];
-        for (file, bytes) in files {
-            let path = tmp.join(file);
-            let mut f = File::create(&path).map_err(|e| TrainError::io(&path, e))?;
-            f.write_all(bytes)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| TrainError::io(&path, e))?;
+        if let Err(e) = write_files(&tmp, state, records) {
+            // A full disk, say: leave nothing half-written behind (it never had the final
+            // name, so it could not be taken for a checkpoint, but it holds space).
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
         }
-        sync_dir(&tmp)?;
         if final_path.exists() {
             let old = self.dir.join(format!(".old-{name}-{}", std::process::id()));
             fs::rename(&final_path, &old).map_err(|e| TrainError::io(&final_path, e))?;
@@ -491,6 +494,28 @@ impl CheckpointStore {
             .and_then(|all| best_of(&all).map(|b| b.path == path))
             .unwrap_or(false)
     }
+}
+
+/// The four files of a checkpoint folder, each written and synced.
+fn write_files(dir: &Path, state: &CheckpointState, records: &Records) -> Result<(), TrainError> {
+    let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Json {
+        path: dir.join(STATE_FILE),
+        reason: e.to_string(),
+    })?;
+    let files: [(&str, &[u8]); 4] = [
+        (STATE_FILE, &json),
+        (MODEL_FILE, &records.model),
+        (OPTIM_FILE, &records.optim),
+        (SCHEDULER_FILE, &records.scheduler),
+    ];
+    for (file, bytes) in files {
+        let path = dir.join(file);
+        let mut f = File::create(&path).map_err(|e| TrainError::io(&path, e))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| TrainError::io(&path, e))?;
+    }
+    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), TrainError> {

@@ -158,6 +158,20 @@ pub enum TrainError {
         reason: String,
     },
 
+    /// Another `Trainer` of this process is training: two runs at once would make both
+    /// irreproducible (see [`Trainer::allow_concurrent`](crate::Trainer::allow_concurrent)).
+    #[error(
+        "cannot start the run in {}: the run in {} is training in this process (runs at once are not reproducible; allow_concurrent(true) accepts that)",
+        asked.display(),
+        running.display()
+    )]
+    ConcurrentRun {
+        /// The run folder of the run already training.
+        running: PathBuf,
+        /// The run folder of the refused run.
+        asked: PathBuf,
+    },
+
     /// One device of a multi-device run failed during a step (its layer panicked, or the
     /// worker is gone); no weight was changed by that step.
     #[error("device {device} (replica {replica}) failed at step {step}: {message}")]

@@ -2,8 +2,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use burn::tensor::Device;
 use torchlet_data::{Compose, DataLoader, ImageDataset, ImageShape};
@@ -99,6 +99,7 @@ pub struct Trainer<M: ImageClassifier = Model> {
     resume: Option<PathBuf>,
     stop: StopHandle,
     final_reports: bool,
+    concurrent: bool,
     build: BuildModel<M>,
 }
 
@@ -114,6 +115,7 @@ impl Trainer<Model> {
             resume: None,
             stop: StopHandle::default(),
             final_reports: true,
+            concurrent: false,
             build: Box::new(|config, device, shape, classes| {
                 config.model = config.model.clone().fitted(shape.dims(), classes);
                 let _rng = rng_lock();
@@ -138,6 +140,7 @@ impl<M: ImageClassifier> Trainer<M> {
             resume: self.resume,
             stop: self.stop,
             final_reports: self.final_reports,
+            concurrent: self.concurrent,
             build: Box::new(move |config, device, _shape, _classes| {
                 config.model = ModelConfig::Custom(
                     CustomModelConfig::new(model.name(), model.num_classes())
@@ -184,6 +187,17 @@ impl<M: ImageClassifier> Trainer<M> {
         self
     }
 
+    /// Lets this run train while another `Trainer` of this process is training (default:
+    /// no, [`TrainError::ConcurrentRun`]). Two runs at once share the CPU's threads, and
+    /// Burn's parallel reductions then add in an order that depends on timing: each run's
+    /// last bits change from one try to the next (and the backend's one random stream is
+    /// shared, though torchlet reseeds it under a lock for every draw it makes). Allow it
+    /// when reproducibility does not matter (a sweep of short trials, say).
+    pub fn allow_concurrent(mut self, allow: bool) -> Self {
+        self.concurrent = allow;
+        self
+    }
+
     /// A handle that stops the run cleanly (for Ctrl-C).
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
@@ -198,6 +212,11 @@ impl<M: ImageClassifier> Trainer<M> {
         train: impl Into<Arc<ImageDataset>>,
         test: impl Into<Arc<ImageDataset>>,
     ) -> Result<TrainReport<M>, TrainError> {
+        let _claim = if self.concurrent {
+            None
+        } else {
+            Some(RunClaim::take(&self.out_dir)?)
+        };
         let mut config = self.config;
         config.validate()?;
         let (train, test) = (train.into(), test.into());
@@ -285,6 +304,34 @@ impl<M: ImageClassifier> Trainer<M> {
             confusion,
             out_dir: self.out_dir,
         })
+    }
+}
+
+/// The run folder of the `Trainer` training now in this process (runs that allowed
+/// concurrency do not claim it).
+static ACTIVE_RUN: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// This process's one reproducible run at a time; released when dropped (also on an error or
+/// a panic).
+struct RunClaim;
+
+impl RunClaim {
+    fn take(out_dir: &Path) -> Result<Self, TrainError> {
+        let mut active = ACTIVE_RUN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = active.as_ref() {
+            return Err(TrainError::ConcurrentRun {
+                running: running.clone(),
+                asked: out_dir.to_path_buf(),
+            });
+        }
+        *active = Some(out_dir.to_path_buf());
+        Ok(RunClaim)
+    }
+}
+
+impl Drop for RunClaim {
+    fn drop(&mut self) {
+        *ACTIVE_RUN.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

@@ -176,6 +176,7 @@ impl<M: ImageClassifier> Run<M> {
     fn new(s: Setup<M>) -> Self {
         let loss = CrossEntropyLossConfig::new().init(&s.device);
         let store = CheckpointStore::new(&s.out_dir, s.config.keep_last);
+        store.remove_unfinished();
         let replicas = (s.devices.len() > 1).then(|| Replicas::start(&s.devices));
         Self {
             replicas,
