@@ -6,8 +6,8 @@ timed steps after warm-up, in eager fp32 and in `channels_last` + bf16/fp16 auto
 
     python3 benches/pytorch_gpu.py [--device cuda] [--steps 20] [--models conv vgg11 ...]
 
-The networks are scripts/zoo_fixtures.py's (the parity fixtures' definitions, with
-torchlet's parameter names). `--device cpu` runs the same loop on the CPU (for trying the
+The networks are benches/pytorch_model.py's tutorial net and scripts/zoo_fixtures.py's zoo
+(the parity fixtures' definitions, with torchlet's parameter names). `--device cpu` runs the same loop on the CPU (for trying the
 script; the CPU comparisons live in benches/pytorch_model.py).
 """
 import argparse
@@ -18,16 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "scripts")]
+from pytorch_model import seed_conv_net as tutorial_net  # noqa: E402
 from zoo_fixtures import VGG, Airbench94, ResNet18  # noqa: E402
-
-
-def tutorial_net():
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 5, 1, padding=2), nn.MaxPool2d(2),
-        nn.Conv2d(32, 32, 5, 1, padding=2), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5, 1, padding=2), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 4 * 4, 64), nn.Linear(64, 10))
 
 
 CASES = [

@@ -29,3 +29,13 @@ pub use burn;
 pub use torchlet_data as data;
 pub use torchlet_model as model;
 pub use torchlet_train as train;
+
+/// The tutorial, chapter by chapter (`docs/tutorial.md`): its Rust blocks run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/tutorial.md")]
+pub struct Tutorial;
+
+/// 教程 (`docs/tutorial.zh.md`): its Rust blocks run as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/tutorial.zh.md")]
+pub struct TutorialZh;

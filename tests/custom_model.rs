@@ -14,13 +14,13 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use common::{StopAt, params, serial, synthetic};
+use common::{StopAt, params, resumable_sgd, serial, synthetic};
 use torchlet::burn;
 use torchlet::data::{ImageDataset, ImageShape};
 use torchlet::model::ImageClassifier;
 use torchlet::train::{
-    DataMismatch, DeviceChoice, OptimizerConfig, SavedCheckpoint, TrainConfig, TrainError, Trainer,
-    classify, select_device,
+    DataMismatch, DeviceChoice, SavedCheckpoint, TrainConfig, TrainError, Trainer, classify,
+    select_device,
 };
 
 // ---------------------------------------------------------------- the user's network
@@ -88,16 +88,8 @@ fn gray12() -> ImageShape {
 }
 
 fn config(epochs: usize) -> TrainConfig {
-    // Burn restores optimizer state on `Device::default()`; in a build with a GPU backend and
-    // no BURN_DEVICE=flex, only a stateless optimizer resumes on a machine without that GPU.
-    let gpu_default = cfg!(any(feature = "wgpu", feature = "cuda"))
-        && std::env::var_os("BURN_DEVICE").is_none_or(|d| d != "flex");
     TrainConfig {
-        optimizer: if gpu_default {
-            OptimizerConfig::sgd(0.05)
-        } else {
-            OptimizerConfig::sgd_momentum(0.05, 0.9)
-        },
+        optimizer: resumable_sgd(0.05),
         epochs,
         batch_size: 8,
         log_every: 0,

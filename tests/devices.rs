@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use common::{StopAt, params, serial, synthetic};
+use common::{StopAt, params, resumable_sgd, serial, synthetic};
 use torchlet::burn;
 use torchlet::data::{ImageDataset, ImageShape};
 use torchlet::model::nn::{
@@ -41,17 +41,9 @@ fn flex(n: usize) -> Vec<SelectedDevice> {
 }
 
 fn config(model: ModelConfig, epochs: usize, batch_size: usize) -> TrainConfig {
-    // Burn restores optimizer state on `Device::default()`; in a build with a GPU backend and
-    // no BURN_DEVICE=flex, only a stateless optimizer resumes on a machine without that GPU.
-    let gpu_default = cfg!(any(feature = "wgpu", feature = "cuda"))
-        && std::env::var_os("BURN_DEVICE").is_none_or(|d| d != "flex");
     TrainConfig {
         model,
-        optimizer: if gpu_default {
-            OptimizerConfig::sgd(0.02)
-        } else {
-            OptimizerConfig::sgd_momentum(0.02, 0.9)
-        },
+        optimizer: resumable_sgd(0.02),
         epochs,
         batch_size,
         log_every: 0,

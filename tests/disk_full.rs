@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use common::{params, synthetic};
+use common::{params, resumable_sgd, synthetic};
 use torchlet::burn::tensor::Device;
 use torchlet::data::ImageShape;
 use torchlet::model::{LinearBaselineConfig, ModelConfig};
 use torchlet::train::{
-    DeviceChoice, EpochSummary, Observer, OptimizerConfig, SavedCheckpoint, TrainConfig,
-    TrainError, Trainer, list_checkpoints, select_device,
+    DeviceChoice, EpochSummary, Observer, SavedCheckpoint, TrainConfig, TrainError, Trainer,
+    list_checkpoints, select_device,
 };
 
 /// A tmpfs mounted for the test, unmounted when dropped (also when the test fails).
@@ -77,17 +77,9 @@ impl Observer for FillBeforeCheckpoint {
 }
 
 fn config(epochs: usize) -> TrainConfig {
-    // Burn restores optimizer state on `Device::default()`; in a build with a GPU backend and
-    // no BURN_DEVICE=flex, only a stateless optimizer resumes on a machine without that GPU.
-    let gpu_default = cfg!(any(feature = "wgpu", feature = "cuda"))
-        && std::env::var_os("BURN_DEVICE").is_none_or(|d| d != "flex");
     TrainConfig {
         model: ModelConfig::Linear(LinearBaselineConfig::new().with_num_classes(4)),
-        optimizer: if gpu_default {
-            OptimizerConfig::sgd(0.01)
-        } else {
-            OptimizerConfig::sgd_momentum(0.01, 0.9)
-        },
+        optimizer: resumable_sgd(0.01),
         epochs,
         batch_size: 8,
         log_every: 0,

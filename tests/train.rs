@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{params, serial};
+use common::{params, resumable_sgd, serial};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -286,16 +286,7 @@ fn resume_is_bit_exact_after_an_epoch_and_after_a_stop_mid_epoch() {
             .with_activation(Activation::Relu)
             .with_dropout(0.25),
     );
-    // Burn restores optimizer state on `Device::default()`, which is the GPU backend in a
-    // build with one; on a machine without that GPU only a stateless optimizer can resume
-    // there (the library reports the momentum case as a clear error).
-    let gpu_default = cfg!(any(feature = "wgpu", feature = "cuda"))
-        && std::env::var_os("BURN_DEVICE").is_none_or(|d| d != "flex");
-    let optimizer = if gpu_default {
-        OptimizerConfig::sgd(0.01)
-    } else {
-        OptimizerConfig::sgd_momentum(0.01, 0.9)
-    };
+    let optimizer = resumable_sgd(0.01);
     let config = |epochs| TrainConfig {
         augment: true,
         seed: 7,

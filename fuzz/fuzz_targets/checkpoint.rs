@@ -3,6 +3,9 @@
 //! then scheduler.bpk (the rest); lengths past the end are cut to what is there.
 #![no_main]
 
+mod common;
+
+use common::scratch;
 use libfuzzer_sys::fuzz_target;
 use torchlet::burn::tensor::Device;
 use torchlet::train::SavedCheckpoint;
@@ -24,7 +27,7 @@ fn split(data: &[u8]) -> [&[u8]; 4] {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(dir) = tempfile::tempdir() else { return };
+    let Ok(dir) = scratch() else { return };
     let folder = dir.path().join("checkpoints").join("epoch-0001");
     if std::fs::create_dir_all(&folder).is_err() {
         return;

@@ -17,7 +17,7 @@ use torchlet::burn::module::{Module, ModuleVisitor, Param};
 use torchlet::burn::tensor::Tensor;
 use torchlet::data::cifar10::{CLASSES, FOLDER, META_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES};
 use torchlet::data::{ImageDataset, ImageShape};
-use torchlet::train::{Observer, Phase, Progress, StopHandle};
+use torchlet::train::{Observer, OptimizerConfig, Phase, Progress, StopHandle};
 
 /// The real archive, `../shared/cifar10/cifar-10-binary.tar.gz` (or `TORCHLET_CIFAR10`).
 ///
@@ -235,4 +235,18 @@ impl Observer for StopAt {
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SGD with momentum 0.9 at `lr`, or plain SGD where a resumed run could not restore the
+/// momentum: Burn restores optimizer state on `Device::default()`, which is the GPU backend in
+/// a build with one (unless `BURN_DEVICE=flex`), and on a machine without that GPU only a
+/// stateless optimizer resumes there (the library reports the momentum case as a clear error).
+pub fn resumable_sgd(lr: f64) -> OptimizerConfig {
+    let gpu_default = cfg!(any(feature = "wgpu", feature = "cuda"))
+        && std::env::var_os("BURN_DEVICE").is_none_or(|d| d != "flex");
+    if gpu_default {
+        OptimizerConfig::sgd(lr)
+    } else {
+        OptimizerConfig::sgd_momentum(lr, 0.9)
+    }
 }
