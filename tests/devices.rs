@@ -346,6 +346,12 @@ fn two_wgpu_replicas_take_the_steps_of_one() {
         }
     };
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // An adapter number past the list is an error naming the count, not a panic.
+    let err = open("wgpu:99").unwrap_err().to_string();
+    assert!(
+        err.contains("wgpu:99") && err.contains("adapter(s)"),
+        "{err}"
+    );
     let (a, _) = fit_on(one, linear(), a_dir.path(), &data);
     let (b, line) = fit_on(open("wgpu,wgpu").unwrap(), linear(), b_dir.path(), &data);
     assert!(line.starts_with("2 devices: wgpu"), "{line}");
