@@ -6,6 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use burn::tensor::Device;
 use common::synthetic;
@@ -153,6 +154,7 @@ fn a_second_training_at_once_is_refused_unless_allowed() {
     // Two runs at once share the CPU's threads, and Burn's parallel sums then add in an order
     // that depends on timing (measured: a run beside another ended with other bits than
     // alone, with and without dropout). So a second concurrent run is an error by default.
+    let _serial = common::serial();
     let data = synthetic(32, 4, ImageShape::CIFAR, 8);
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let (reached_tx, reached) = mpsc::channel();
@@ -167,7 +169,10 @@ fn a_second_training_at_once_is_refused_unless_allowed() {
                 .observer(gate.clone())
                 .fit(data.clone(), data.clone())
         });
-        reached.recv().unwrap(); // the first run is inside its first step
+        // The first run is inside its first step (or it failed: then say why, not hang).
+        if reached.recv_timeout(Duration::from_secs(300)).is_err() {
+            panic!("the first run never reached its step: {:?}", first.join());
+        }
         let err = small_run(dirs[1].path())
             .fit(data.clone(), data.clone())
             .unwrap_err();
@@ -200,4 +205,41 @@ fn a_second_training_at_once_is_refused_unless_allowed() {
         .unwrap_err();
     assert!(matches!(err, TrainError::InvalidValue { .. }), "{err}");
     small_run(dirs[1].path()).fit(data.clone(), data).unwrap();
+}
+
+// ---------------------------------------------------------------- untrusted configurations
+
+#[test]
+fn a_checkpoint_asking_for_a_huge_model_is_refused_before_building_it() {
+    // A real checkpoint whose state.json is edited to ask for a linear layer of
+    // 3 × 65,536 × 65,536 inputs and 4 classes (51.5 billion weights, 206 GB): --resume
+    // would build it.
+    let _serial = common::serial();
+    let data = synthetic(16, 4, ImageShape::CIFAR, 3);
+    let out = tempfile::tempdir().unwrap();
+    small_run(out.path()).fit(data.clone(), data).unwrap();
+    let folder = out.path().join("checkpoints/epoch-0001");
+    let state_path = folder.join("state.json");
+    let text = std::fs::read_to_string(&state_path).unwrap();
+    let needle = "\"input\":[3,32,32]";
+    let compact: String = text.split_whitespace().collect();
+    assert!(compact.contains(needle), "{compact}");
+    std::fs::write(&state_path, compact.replace(needle, "\"input\":[3,65536,65536]")).unwrap();
+
+    let err = torchlet::train::SavedCheckpoint::find(&folder).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, TrainError::BadCheckpoint { .. }), "{text}");
+    assert!(text.contains(&state_path.display().to_string()), "{text}");
+    assert!(text.contains("51539607556 parameters"), "{text}");
+    // Looking for the run's newest checkpoint skips it (with a warning) as unreadable, so
+    // resuming the run finds none, and builds nothing.
+    assert!(torchlet::train::list_checkpoints(out.path()).unwrap().is_empty());
+    let err = small_run(out.path())
+        .resume_from(out.path())
+        .fit(
+            synthetic(16, 4, ImageShape::CIFAR, 3),
+            synthetic(16, 4, ImageShape::CIFAR, 3),
+        )
+        .unwrap_err();
+    assert!(matches!(err, TrainError::NoCheckpoint(_)), "{err}");
 }

@@ -11,6 +11,7 @@ use burn::nn::{
 };
 use burn::tensor::{Device, Tensor};
 
+use crate::size::Count;
 use crate::{DEFAULT_INPUT, ImageClassifier, ModelConfigError};
 
 /// Channels after each of the three convolutions.
@@ -170,7 +171,31 @@ impl SeedConvNetConfig {
         if !self.dropout.is_finite() || !(0.0..1.0).contains(&self.dropout) {
             return Err(ModelConfigError::Dropout(self.dropout));
         }
-        self.fc1_inputs().map(|_| ())
+        self.fc1_inputs()?;
+        self.count().check("SeedConvNet")
+    }
+
+    /// Parameters of the network (`None`: more than a `u64` holds, or an invalid input).
+    pub fn parameter_count(&self) -> Option<u64> {
+        self.count().get()
+    }
+
+    fn count(&self) -> Count {
+        let Ok(fc1_inputs) = self.fc1_inputs() else {
+            return Count::OVERFLOW;
+        };
+        let [c1, c2, c3] = CONV_CHANNELS;
+        let norms = if self.batch_norm {
+            CONV_CHANNELS.iter().map(|&c| Count::batch_norm(c)).sum()
+        } else {
+            Count::ZERO
+        };
+        Count::conv(self.input[0], c1, KERNEL_SIZE, true)
+            .plus(Count::conv(c1, c2, KERNEL_SIZE, true))
+            .plus(Count::conv(c2, c3, KERNEL_SIZE, true))
+            .plus(norms)
+            .plus(Count::linear(fc1_inputs, FC1_OUTPUTS, true))
+            .plus(Count::linear(FC1_OUTPUTS, self.num_classes, true))
     }
 
     /// Inputs of `fc1` for [`input`](Self::input): 64 × the height × the width left after three

@@ -50,6 +50,7 @@ pub mod interop;
 mod linear;
 mod model;
 pub mod nn;
+mod size;
 pub mod zoo;
 
 pub use conv::{
@@ -62,6 +63,7 @@ pub use interop::{
 };
 pub use linear::{LINEAR_INPUTS, LinearBaseline, LinearBaselineConfig};
 pub use model::{CustomModelConfig, Model, ModelConfig, ModelKind};
+pub use size::MAX_PARAMETERS;
 pub use zoo::{
     Airbench94, Airbench94Config, Resnet18, Resnet18Config, Vgg, Vgg11Config, Vgg16Config, VggDepth,
 };
@@ -206,6 +208,21 @@ pub enum ModelConfigError {
         input: [usize; 3],
         /// The smallest input accepted, `[channels, height, width]`.
         smallest: [usize; 3],
+    },
+    /// The configuration asks for more parameters than [`MAX_PARAMETERS`] (a configuration
+    /// read from an untrusted file is refused before anything is allocated).
+    #[error(
+        "{model}: this configuration asks for {} parameters, more than the {limit} torchlet \
+         builds (check num_classes, input and the widths)",
+        .count.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+    )]
+    TooManyParameters {
+        /// The model's name.
+        model: &'static str,
+        /// The parameters it would have (`None`: more than a `u64` holds).
+        count: Option<u64>,
+        /// [`MAX_PARAMETERS`].
+        limit: u64,
     },
     /// An input shape whose number of values overflows `usize`.
     #[error(

@@ -7,6 +7,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
+use crate::size::Count;
 use crate::conv::default_input;
 use crate::{DEFAULT_INPUT, IMAGE_CHANNELS, IMAGE_SIZE, ImageClassifier, ModelConfigError};
 
@@ -70,7 +71,20 @@ impl LinearBaselineConfig {
         if self.num_classes == 0 {
             return Err(ModelConfigError::NoClasses);
         }
-        self.inputs().map(|_| ())
+        self.inputs()?;
+        self.count().check("LinearBaseline")
+    }
+
+    /// Parameters of the network (`None`: more than a `u64` holds, or an invalid input).
+    pub fn parameter_count(&self) -> Option<u64> {
+        self.count().get()
+    }
+
+    fn count(&self) -> Count {
+        match self.inputs() {
+            Ok(inputs) => Count::linear(inputs, self.num_classes, true),
+            Err(_) => Count::OVERFLOW,
+        }
     }
 
     /// Inputs of the layer: `channels × height × width` of [`input`](Self::input), 3,072 for

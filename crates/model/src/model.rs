@@ -167,7 +167,22 @@ impl ModelConfig {
         }
     }
 
-    /// Checks the configuration without building anything.
+    /// Parameters of the configured network as PyTorch counts them (`None` for a custom
+    /// model, whose size only its code knows, or for more than a `u64` holds).
+    pub fn parameter_count(&self) -> Option<u64> {
+        match self {
+            ModelConfig::Linear(c) => c.parameter_count(),
+            ModelConfig::Conv(c) => c.parameter_count(),
+            ModelConfig::Vgg11(c) => c.parameter_count(),
+            ModelConfig::Vgg16(c) => c.parameter_count(),
+            ModelConfig::Resnet18(c) => c.parameter_count(),
+            ModelConfig::Airbench94(c) => c.parameter_count(),
+            ModelConfig::Custom(_) => None,
+        }
+    }
+
+    /// Checks the configuration without building anything, its size included
+    /// ([`MAX_PARAMETERS`](crate::MAX_PARAMETERS)).
     pub fn validate(&self) -> Result<(), ModelConfigError> {
         match self {
             ModelConfig::Linear(c) => c.validate(),

@@ -154,6 +154,15 @@ impl SavedCheckpoint {
                 state.format
             )));
         }
+        // An untrusted file: its model's size, ranges and names are checked before anything
+        // is built from it.
+        state
+            .config
+            .validate()
+            .map_err(|e| TrainError::BadCheckpoint {
+                path: state_path.clone(),
+                reason: format!("invalid configuration: {e}"),
+            })?;
         Ok(Self { path, state })
     }
 

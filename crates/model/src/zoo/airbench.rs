@@ -9,6 +9,7 @@ use crate::nn::{
     BatchNorm2d, Conv2d, Conv2dConfig, Flatten, GELU, Linear, LinearConfig, MaxPool2d,
     MaxPool2dConfig, Padding, batch_norm2d,
 };
+use crate::size::Count;
 use crate::{ImageClassifier, ModelConfigError};
 
 /// Name of the model.
@@ -56,7 +57,30 @@ impl Airbench94Config {
                       max-pooling shrink them",
             });
         }
-        Ok(())
+        self.count().check(NAME)
+    }
+
+    /// Parameters of the network as PyTorch counts them (`None`: more than a `u64` holds).
+    pub fn parameter_count(&self) -> Option<u64> {
+        self.count().get()
+    }
+
+    fn count(&self) -> Count {
+        let Some(whiten) = self.input[0].checked_mul(2 * WHITEN_KERNEL * WHITEN_KERNEL) else {
+            return Count::OVERFLOW;
+        };
+        let group = |c_in: usize, c_out: usize| {
+            Count::conv(c_in, c_out, 3, false)
+                .plus(Count::conv(c_out, c_out, 3, false))
+                .plus(Count::product(&[2, 2, c_out]))
+        };
+        let [w1, w2, w3] = self.widths;
+        let [sh, sw] = self.head_size();
+        Count::conv(self.input[0], whiten, WHITEN_KERNEL, true)
+            .plus(group(whiten, w1))
+            .plus(group(w1, w2))
+            .plus(group(w2, w3))
+            .plus(Count::product(&[w3, sh, sw, self.num_classes]))
     }
 
     /// Channels of the whitening convolution: `2 × channels × 2 × 2` (24 for RGB), one

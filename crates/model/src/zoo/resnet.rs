@@ -9,6 +9,7 @@ use crate::nn::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, BasicBlock, BasicBlockConfig, BatchNorm2d, Conv2d,
     Conv2dConfig, Flatten, Linear, LinearConfig, Padding, ReLU, batch_norm2d,
 };
+use crate::size::Count;
 use crate::{ImageClassifier, ModelConfigError};
 
 /// Name of the model.
@@ -35,7 +36,44 @@ impl Resnet18Config {
     /// Checks the configuration without building anything.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
         check_common(NAME, self.num_classes, self.input)?;
-        check_width(NAME, "base_width", &[self.base_width])
+        check_width(NAME, "base_width", &[self.base_width])?;
+        self.count().check(NAME)
+    }
+
+    /// Parameters of the network as PyTorch counts them (`None`: more than a `u64` holds).
+    pub fn parameter_count(&self) -> Option<u64> {
+        self.count().get()
+    }
+
+    fn count(&self) -> Count {
+        let w = self.base_width;
+        let Some(widths) = [1, 2, 4, 8].iter().try_fold(Vec::new(), |mut v, &m| {
+            v.push(w.checked_mul(m)?);
+            Some(v)
+        }) else {
+            return Count::OVERFLOW;
+        };
+        // Two blocks per stage; the first one of a stage changes width and stride.
+        let block = |c_in: usize, c_out: usize, projects: bool| {
+            let shortcut = if projects {
+                Count::conv(c_in, c_out, 1, false).plus(Count::batch_norm(c_out))
+            } else {
+                Count::ZERO
+            };
+            Count::conv(c_in, c_out, 3, false)
+                .plus(Count::conv(c_out, c_out, 3, false))
+                .plus(Count::product(&[2, 2, c_out]))
+                .plus(shortcut)
+        };
+        let mut total = Count::conv(self.input[0], w, 3, false).plus(Count::batch_norm(w));
+        let mut c_in = w;
+        for (stage, &c_out) in widths.iter().enumerate() {
+            total = total
+                .plus(block(c_in, c_out, stage > 0))
+                .plus(block(c_out, c_out, false));
+            c_in = c_out;
+        }
+        total.plus(Count::linear(c_in, self.num_classes, true))
     }
 
     /// Builds the network on `device`, or says why the configuration is invalid.

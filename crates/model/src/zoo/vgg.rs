@@ -9,6 +9,7 @@ use crate::nn::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, BatchNorm2d, Conv2d, Conv2dConfig, Flatten, Linear,
     LinearConfig, MaxPool2d, MaxPool2dConfig, Padding, ReLU, batch_norm2d,
 };
+use crate::size::Count;
 use crate::{ImageClassifier, ModelConfigError};
 
 /// One entry of a VGG layer list: a 3×3 convolution to that many channels (at base width
@@ -121,6 +122,12 @@ macro_rules! vgg_config {
                 validate($depth, self.num_classes, self.input, self.base_width)
             }
 
+            /// Parameters of the network as PyTorch counts them (`None`: more than a `u64`
+            /// holds).
+            pub fn parameter_count(&self) -> Option<u64> {
+                count($depth, self.num_classes, self.input[0], self.base_width).get()
+            }
+
             /// Builds the network on `device`, or says why the configuration is invalid.
             pub fn try_init(&self, device: &Device) -> Result<Vgg, ModelConfigError> {
                 build(
@@ -175,7 +182,25 @@ fn validate(
             why: "five 2x2 max-poolings halve them five times",
         });
     }
-    Ok(())
+    count(depth, num_classes, input[0], base_width).check(model)
+}
+
+/// Parameters of the network: each convolution with its bias and batch norm, the classifier.
+fn count(depth: VggDepth, num_classes: usize, channels: usize, base_width: usize) -> Count {
+    let mut total = Count::ZERO;
+    let mut c_in = channels;
+    for item in depth.items() {
+        if let Item::Conv(width) = *item {
+            let Some(width) = (width / REFERENCE_WIDTH).checked_mul(base_width) else {
+                return Count::OVERFLOW;
+            };
+            total = total
+                .plus(Count::conv(c_in, width, 3, true))
+                .plus(Count::batch_norm(width));
+            c_in = width;
+        }
+    }
+    total.plus(Count::linear(c_in, num_classes, true))
 }
 
 fn build(
