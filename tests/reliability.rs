@@ -207,6 +207,76 @@ fn a_second_training_at_once_is_refused_unless_allowed() {
     small_run(dirs[1].path()).fit(data.clone(), data).unwrap();
 }
 
+// ---------------------------------------------------------------- images claiming huge sizes
+
+/// CRC-32 (IEEE) of PNG chunks.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A PNG of `width × height` RGB pixels whose data is one empty compressed block.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+        out
+    };
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+#[test]
+fn an_image_claiming_a_huge_size_is_an_error_not_an_allocation() {
+    use torchlet::data::image_folder::{Channels, load_image_chw_as};
+    let dir = tempfile::tempdir().unwrap();
+    // A real 12 × 10 JPEG (scripts/jpeg_seeds.py) whose frame header now says 65,535 × 65,535
+    // (12.9 GB of RGB pixels), and a PNG saying 100,000 × 100,000 (30 GB).
+    let mut jpeg = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/image_decode/rgb12x10.jpg"),
+    )
+    .unwrap();
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+    let files = [
+        ("huge.jpg", jpeg),
+        ("huge.png", png_claiming(100_000, 100_000)),
+    ];
+    for (name, bytes) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for channels in [Channels::Auto, Channels::Rgb, Channels::Gray] {
+            let err = load_image_chw_as(&path, channels).unwrap_err().to_string();
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.to_lowercase().contains("limit"), "{name}: {err}");
+        }
+    }
+    // The same PNG at 2 × 2 decodes (its data is then too short: an error of another kind),
+    // so it is the claimed size that the limit refuses.
+    let small = dir.path().join("small.png");
+    std::fs::write(&small, png_claiming(2, 2)).unwrap();
+    let err = load_image_chw_as(&small, Channels::Rgb).unwrap_err().to_string();
+    assert!(!err.to_lowercase().contains("limit"), "{err}");
+}
+
 // ---------------------------------------------------------------- untrusted configurations
 
 #[test]
