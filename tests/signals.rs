@@ -19,22 +19,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{members, params, write_archive};
+use common::{example, members, params, write_archive};
 use torchlet::burn::tensor::Device;
 use torchlet::train::{SavedCheckpoint, list_checkpoints};
-
-/// The example binary `cargo test` builds next to the test binaries.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join("examples").join("cifar10_train");
-    assert!(
-        path.is_file(),
-        "{} is missing: `cargo test` builds the examples before running the tests",
-        path.display()
-    );
-    path
-}
 
 const EPOCHS: &str = "3";
 

@@ -250,3 +250,16 @@ pub fn resumable_sgd(lr: f64) -> OptimizerConfig {
         OptimizerConfig::sgd_momentum(lr, 0.9)
     }
 }
+
+/// The `cifar10_train` example binary `cargo test` builds next to the test binaries.
+pub fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join("examples").join("cifar10_train");
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo test` builds the examples before running the tests",
+        path.display()
+    );
+    path
+}

@@ -125,6 +125,17 @@ impl Transform {
     }
 }
 
+/// SplitMix64's increment, 2⁶⁴ divided by the golden ratio.
+pub const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// SplitMix64's output function: 64 well-mixed bits of `z` (also a hash of a seed and a
+/// counter: `mix64(seed ^ n.wrapping_mul(GOLDEN_GAMMA))`).
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A small, fast, seedable random generator (SplitMix64) for augmentation.
 ///
 /// Its sequence is fixed by this crate, not by a dependency's version, so a seed gives the same
@@ -148,11 +159,8 @@ impl Rng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
+        mix64(self.0)
     }
 
     /// A uniform integer in `0..n` (`n > 0`).

@@ -1,15 +1,16 @@
-//! Atomic file writes: write to a temporary file in the same directory,
-//! `fsync` it, then rename it over the destination.
+//! Atomic file writes: `tempfile`'s `NamedTempFile` in the destination's directory,
+//! `fsync`, then `persist` (a rename over the destination).
 //!
 //! Readers therefore see either the old file or the complete new one, never a
-//! half-written file, even if the process dies mid-write.
+//! half-written file, even if the process dies mid-write. What is torchlet's own here is only
+//! the error naming the destination and the step that failed, and the directory `fsync`
+//! that makes the rename durable.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+use tempfile::NamedTempFile;
 
 /// Error raised when a file cannot be written atomically.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +38,7 @@ pub enum AtomicWriteError {
 
 /// Writes `bytes` to `path` atomically (temporary file, `fsync`, rename).
 ///
-/// The temporary file is `.<name>.tmp-<pid>-<counter>` next to `path`.
+/// The temporary file is `.<name>.tmp-<random>` next to `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     write_atomic_with(path, |w| w.write_all(bytes))
 }
@@ -59,34 +60,32 @@ where
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    // The counter keeps concurrent writes to one path from the same process
-    // apart.
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    temp_name.push(format!(".tmp-{}-{n}", std::process::id()));
-    let temp = dir.join(temp_name);
-
-    let err = |action: &'static str, source: io::Error| AtomicWriteError::Io {
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".tmp-");
+    let err = |action: &'static str, temp: &Path, source: io::Error| AtomicWriteError::Io {
         path: path.to_path_buf(),
-        temp: temp.clone(),
+        temp: temp.to_path_buf(),
         action,
         source,
     };
-
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp)
-        .map_err(|e| err("creating", e))?;
-
-    if let Err((action, source)) = fill_and_rename(file, &temp, path, write) {
-        // Best effort: the temporary file may or may not exist at this point.
-        let _ = fs::remove_file(&temp);
-        return Err(err(action, source));
+    // Dropped on every error path, the temporary file is then removed.
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).rand_bytes(8);
+    // A normal file's permissions (0666 less the umask), not a temporary file's 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-
+    let temp = builder.tempfile_in(&dir).map_err(|e| {
+        let pattern = format!("{}*", prefix.to_string_lossy());
+        err("creating", &dir.join(pattern), e)
+    })?;
+    let temp = fill(temp, write).map_err(|(action, temp, e)| err(action, &temp, e))?;
+    let temp_path = temp.path().to_path_buf();
+    temp.persist(path)
+        .map_err(|e| err("renaming", &temp_path, e.error))?;
     // Make the rename itself durable. Opening a directory is not supported on
     // every platform, so failures here are not fatal.
     if let Ok(d) = File::open(&dir) {
@@ -95,30 +94,26 @@ where
     Ok(())
 }
 
-/// Writes through `write` into `file`, syncs it and renames `temp` to `path`.
-fn fill_and_rename<F>(
-    file: File,
-    temp: &Path,
-    path: &Path,
-    write: F,
-) -> Result<(), (&'static str, io::Error)>
+/// Writes through `write` into `temp` and syncs it.
+fn fill<F>(temp: NamedTempFile, write: F) -> Result<NamedTempFile, (&'static str, PathBuf, io::Error)>
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
-    let mut writer = BufWriter::new(file);
-    write(&mut writer).map_err(|e| ("writing", e))?;
-    let file = writer
+    let path = temp.path().to_path_buf();
+    let mut writer = BufWriter::new(temp);
+    write(&mut writer).map_err(|e| ("writing", path.clone(), e))?;
+    let temp = writer
         .into_inner()
-        .map_err(|e| ("writing", e.into_error()))?;
-    file.sync_all().map_err(|e| ("syncing", e))?;
-    drop(file);
-    fs::rename(temp, path).map_err(|e| ("renaming", e))
+        .map_err(|e| ("writing", path.clone(), e.into_error()))?;
+    temp.as_file().sync_all().map_err(|e| ("syncing", path, e))?;
+    Ok(temp)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn entries(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
@@ -188,6 +183,20 @@ mod tests {
             }
         ));
         assert!(err.to_string().contains("x.txt"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_get_normal_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.csv");
+        write_atomic(&path, b"x").unwrap();
+        let plain = dir.path().join("plain");
+        fs::write(&plain, b"x").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // 0666 less the umask, as a file written the usual way: not a temporary file's 0600.
+        assert_eq!(mode(&path), mode(&plain));
     }
 
     #[test]

@@ -39,6 +39,7 @@
 //! conv → pool blocks (the tutorial's three) a few images at a time through every block, so
 //! the threads meet once per pass rather than once per layer.
 
+use aligned_vec::{AVec, ConstAlign};
 use rayon::prelude::*;
 
 mod stack;
@@ -922,28 +923,21 @@ fn pool32_for<T: Tile>(g: &ConvGeometry, out: &Out<'_>) -> Option<Pool32Fn> {
     }
 }
 
-/// A zeroed `f32` buffer of `len` values whose slice `buf[start..start + len]` begins on a
-/// 64-byte boundary (a cache line, one AVX-512 vector).
-struct Aligned {
-    buf: Vec<f32>,
-    start: usize,
-    len: usize,
-}
+/// A zeroed `f32` buffer that begins on a 64-byte boundary (a cache line, one AVX-512 vector):
+/// `aligned-vec`'s `AVec`.
+struct Aligned(AVec<f32, ConstAlign<64>>);
 
 impl Aligned {
     fn zeros(len: usize) -> Aligned {
-        let buf = vec![0.0f32; len + 16];
-        let misalign = (buf.as_ptr() as usize / 4) % 16;
-        let start = (16 - misalign) % 16;
-        Aligned { buf, start, len }
+        Aligned(AVec::from_iter(64, std::iter::repeat_n(0.0, len)))
     }
 
     fn get(&self) -> &[f32] {
-        &self.buf[self.start..self.start + self.len]
+        &self.0
     }
 
     fn get_mut(&mut self) -> &mut [f32] {
-        &mut self.buf[self.start..self.start + self.len]
+        &mut self.0
     }
 }
 

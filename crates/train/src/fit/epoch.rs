@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use burn::optim::GradientsParams;
 use torchlet_data::ImageBatch;
+use torchlet_data::transform::{GOLDEN_GAMMA, mix64};
 use torchlet_model::ImageClassifier;
 
 use super::parallel::Replicas;
@@ -16,10 +17,7 @@ use crate::report::{Phase, Progress, StepLog};
 /// splitmix64 of (seed, step): the backend's random stream (dropout masks) for one step, the
 /// same after a resume.
 pub(crate) fn step_seed(seed: u64, step: u64) -> u64 {
-    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    mix64(seed ^ step.wrapping_mul(GOLDEN_GAMMA))
 }
 
 impl<M: ImageClassifier> Run<M> {

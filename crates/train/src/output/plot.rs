@@ -2,6 +2,11 @@
 //!
 //! Non-finite points (NaN, ±∞) are skipped; empty and constant series are
 //! drawn without dividing by zero.
+//!
+//! Written here rather than with `plotters`: in plotters 0.3.7 font support comes with its
+//! `ttf` feature (`font-kit`: fontconfig and FreeType on Linux) or a font registered at run
+//! time, and the charts' axis labels and legend need text; this file writes the SVG elements
+//! directly and leaves the text to the viewer. (A port was not built and measured.)
 
 use std::fmt::Write as _;
 use std::path::Path;
