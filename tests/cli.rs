@@ -48,7 +48,10 @@ fn json_prints_one_object_per_epoch_on_stdout_and_the_rest_on_stderr() {
         assert_eq!(epoch["epoch"], i + 1, "{epoch}");
         let accuracy = epoch["test_accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&accuracy), "{epoch}");
-        assert!(epoch["train_loss_mean"].as_f64().unwrap().is_finite(), "{epoch}");
+        assert!(
+            epoch["train_loss_mean"].as_f64().unwrap().is_finite(),
+            "{epoch}"
+        );
         assert_eq!(epoch["train_batches"], 4, "{epoch}");
         let row = csv.lines().nth(i + 1).unwrap();
         assert!(row.starts_with(&format!("{},", i + 1)), "{row}");
@@ -67,7 +70,11 @@ fn quiet_prints_nothing_and_still_trains() {
     let out = run(&archive, &dir.path().join("run"), &["--quiet"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "");
-    assert!(!text(&out.stderr).contains("epoch"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("epoch"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(
         torchlet::train::list_checkpoints(dir.path().join("run"))
             .unwrap()
@@ -114,7 +121,10 @@ fn a_missing_archive_is_downloaded_by_default_and_checked() {
         .unwrap();
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("CIFAR-10 not found (and --no-download)"), "{stderr}");
+    assert!(
+        stderr.contains("CIFAR-10 not found (and --no-download)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--archive"), "{stderr}");
     assert_eq!(server.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -215,7 +215,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -236,7 +240,10 @@ fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
     png.extend(chunk(b"IEND", &[]));
     png
 }
@@ -273,7 +280,9 @@ fn an_image_claiming_a_huge_size_is_an_error_not_an_allocation() {
     // so it is the claimed size that the limit refuses.
     let small = dir.path().join("small.png");
     std::fs::write(&small, png_claiming(2, 2)).unwrap();
-    let err = load_image_chw_as(&small, Channels::Rgb).unwrap_err().to_string();
+    let err = load_image_chw_as(&small, Channels::Rgb)
+        .unwrap_err()
+        .to_string();
     assert!(!err.to_lowercase().contains("limit"), "{err}");
 }
 
@@ -294,7 +303,11 @@ fn a_checkpoint_asking_for_a_huge_model_is_refused_before_building_it() {
     let needle = "\"input\":[3,32,32]";
     let compact: String = text.split_whitespace().collect();
     assert!(compact.contains(needle), "{compact}");
-    std::fs::write(&state_path, compact.replace(needle, "\"input\":[3,65536,65536]")).unwrap();
+    std::fs::write(
+        &state_path,
+        compact.replace(needle, "\"input\":[3,65536,65536]"),
+    )
+    .unwrap();
 
     let err = torchlet::train::SavedCheckpoint::find(&folder).unwrap_err();
     let text = err.to_string();
@@ -303,7 +316,11 @@ fn a_checkpoint_asking_for_a_huge_model_is_refused_before_building_it() {
     assert!(text.contains("51539607556 parameters"), "{text}");
     // Looking for the run's newest checkpoint skips it (with a warning) as unreadable, so
     // resuming the run finds none, and builds nothing.
-    assert!(torchlet::train::list_checkpoints(out.path()).unwrap().is_empty());
+    assert!(
+        torchlet::train::list_checkpoints(out.path())
+            .unwrap()
+            .is_empty()
+    );
     let err = small_run(out.path())
         .resume_from(out.path())
         .fit(

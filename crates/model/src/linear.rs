@@ -7,8 +7,8 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::size::Count;
 use crate::conv::default_input;
+use crate::size::Count;
 use crate::{DEFAULT_INPUT, IMAGE_CHANNELS, IMAGE_SIZE, ImageClassifier, ModelConfigError};
 
 /// Number of inputs of the baseline's layer for the default input: one 3×32×32 CIFAR-10

@@ -22,9 +22,11 @@ impl Count {
 
     /// The product of `factors`, as a count.
     pub(crate) fn product(factors: &[usize]) -> Count {
-        Count(factors.iter().try_fold(1u64, |acc, &f| {
-            acc.checked_mul(u64::try_from(f).ok()?)
-        }))
+        Count(
+            factors
+                .iter()
+                .try_fold(1u64, |acc, &f| acc.checked_mul(u64::try_from(f).ok()?)),
+        )
     }
 
     /// A `c_in → c_out` convolution with a `k × k` kernel (and a bias when `bias`).

@@ -88,7 +88,10 @@ fn an_oversized_configuration_is_refused_before_anything_is_allocated() {
             Vgg16Config::new().with_base_width(usize::MAX / 4).into(),
             None,
         ),
-        (Resnet18Config::new().with_base_width(usize::MAX).into(), None),
+        (
+            Resnet18Config::new().with_base_width(usize::MAX).into(),
+            None,
+        ),
         (
             Airbench94Config::new()
                 .with_widths([64, 1 << 24, 256])

@@ -95,7 +95,10 @@ where
 }
 
 /// Writes through `write` into `temp` and syncs it.
-fn fill<F>(temp: NamedTempFile, write: F) -> Result<NamedTempFile, (&'static str, PathBuf, io::Error)>
+fn fill<F>(
+    temp: NamedTempFile,
+    write: F,
+) -> Result<NamedTempFile, (&'static str, PathBuf, io::Error)>
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
@@ -105,7 +108,9 @@ where
     let temp = writer
         .into_inner()
         .map_err(|e| ("writing", path.clone(), e.into_error()))?;
-    temp.as_file().sync_all().map_err(|e| ("syncing", path, e))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| ("syncing", path, e))?;
     Ok(temp)
 }
 
