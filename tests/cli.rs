@@ -25,15 +25,21 @@ fn run(archive: &Path, out: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A temporary folder holding a tiny archive (5 × 40 training images, 40 test images).
+fn tiny_archive() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("tiny.tar.gz");
+    write_archive(&archive, &members(40));
+    (dir, archive)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
 fn json_prints_one_object_per_epoch_on_stdout_and_the_rest_on_stderr() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("tiny.tar.gz");
-    write_archive(&archive, &members(40));
+    let (dir, archive) = tiny_archive();
     let out = run(&archive, &dir.path().join("run"), &["--json"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stderr}");
@@ -64,9 +70,7 @@ fn json_prints_one_object_per_epoch_on_stdout_and_the_rest_on_stderr() {
 
 #[test]
 fn quiet_prints_nothing_and_still_trains() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("tiny.tar.gz");
-    write_archive(&archive, &members(40));
+    let (dir, archive) = tiny_archive();
     let out = run(&archive, &dir.path().join("run"), &["--quiet"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "");
