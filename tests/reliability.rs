@@ -286,6 +286,94 @@ fn an_image_claiming_a_huge_size_is_an_error_not_an_allocation() {
     assert!(!err.to_lowercase().contains("limit"), "{err}");
 }
 
+/// An 882-byte progressive JPEG (found by the `image_decode` fuzz target) whose header claims
+/// 65,292 × 244 pixels: decoding it took 8 s under AddressSanitizer.
+fn slow_jpeg() -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions/image_decode/slow-progressive-65292x244.jpg"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_small_file_claiming_many_pixels_is_refused_under_a_lower_limit_before_decoding() {
+    use torchlet::data::DataError;
+    use torchlet::data::image_folder::{ImageFolder, MAX_IMAGE_PIXELS};
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("cat");
+    std::fs::create_dir(&class).unwrap();
+    let path = class.join("slow.jpg");
+    std::fs::write(&path, slow_jpeg()).unwrap();
+    // 65,292 × 244 = 15,931,248 pixels: inside the default limit, refused under 2^20.
+    assert!(65_292 * 244 <= MAX_IMAGE_PIXELS);
+    let folder = ImageFolder::new(dir.path()).max_pixels(1 << 20);
+    for err in [
+        folder.decode_file(&path).unwrap_err(),
+        folder.load().unwrap_err(),
+    ] {
+        match &err {
+            DataError::ImageTooLarge {
+                path: p,
+                width: 65_292,
+                height: 244,
+                limit: 1_048_576,
+            } => assert_eq!(p, &path),
+            other => panic!("expected ImageTooLarge, got {other}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("slow.jpg") && msg.contains("limit"), "{msg}");
+    }
+    // The limit counts pixels exactly: 65,292 × 244 is allowed at that limit, one less refuses.
+    let at = ImageFolder::new(dir.path()).max_pixels(65_292 * 244);
+    assert!(!matches!(
+        at.decode_file(&path),
+        Err(DataError::ImageTooLarge { .. })
+    ));
+    let below = ImageFolder::new(dir.path()).max_pixels(65_292 * 244 - 1);
+    assert!(matches!(
+        below.decode_file(&path),
+        Err(DataError::ImageTooLarge { .. })
+    ));
+}
+
+#[test]
+fn the_pixel_limit_is_checked_on_every_file_before_any_is_decoded() {
+    use torchlet::data::DataError;
+    use torchlet::data::image_folder::ImageFolder;
+    // Two classes of valid 4 × 4 PNGs; the last file of the last class claims 100,000².
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(class)).unwrap();
+        for i in 0..3 {
+            image::RgbImage::from_pixel(4, 4, image::Rgb([i, 2, 3]))
+                .save(dir.path().join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let folder = ImageFolder::new(dir.path());
+    assert_eq!(folder.load().unwrap().len(), 6);
+    assert!(matches!(
+        folder.clone().max_pixels(15).load(),
+        Err(DataError::ImageTooLarge {
+            width: 4,
+            height: 4,
+            limit: 15,
+            ..
+        })
+    ));
+    assert_eq!(folder.clone().max_pixels(16).load().unwrap().len(), 6);
+    let huge = dir.path().join("b").join("9.png");
+    std::fs::write(&huge, png_claiming(100_000, 100_000)).unwrap();
+    match folder.load() {
+        Err(DataError::ImageTooLarge { path, .. }) => assert_eq!(path, huge),
+        other => panic!(
+            "expected ImageTooLarge for {}, got {other:?}",
+            huge.display()
+        ),
+    }
+}
+
 // ---------------------------------------------------------------- untrusted configurations
 
 #[test]

@@ -101,6 +101,23 @@ pub enum DataError {
         reason: String,
     },
 
+    /// An image file whose header claims more pixels than the limit
+    /// (`ImageFolder::max_pixels`).
+    #[error(
+        "{path}: image claims {width}x{height} (width x height) pixels, over the limit of \
+         {limit} pixels per image; raise it with ImageFolder::max_pixels if the file is trusted"
+    )]
+    ImageTooLarge {
+        /// The image file.
+        path: PathBuf,
+        /// Width its header claims.
+        width: u32,
+        /// Height its header claims.
+        height: u32,
+        /// The limit, in pixels.
+        limit: u64,
+    },
+
     /// An image whose size differs from the first image of its folder (and no resize was
     /// asked for).
     #[error(

@@ -16,7 +16,12 @@
 //!   (RGB); or always one, or always three;
 //! * a size: by default every image must have the size of the first (the error names the
 //!   first file that does not, before anything is decoded); [`ImageFolder::resize`] scales
-//!   every image to one size instead (bilinear, the `image` crate's `Triangle` filter).
+//!   every image to one size instead (bilinear, the `image` crate's `Triangle` filter);
+//! * a pixel limit ([`ImageFolder::max_pixels`], default [`MAX_IMAGE_PIXELS`], 8192 × 8192):
+//!   a file whose header claims more pixels is refused before any pixel is decoded
+//!   ([`DataError::ImageTooLarge`]). Decoding time grows with the pixels a header claims,
+//!   not with the file's size: an 882-byte progressive JPEG can claim 65,292 × 244 pixels,
+//!   so a folder of downloaded files needs a limit it can lower.
 //!
 //! ```no_run
 //! use torchlet_data::image_folder::{Channels, ImageFolder};
@@ -41,6 +46,9 @@ pub type LabeledFile = (PathBuf, u16);
 
 /// File extensions read as images (case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// The default of [`ImageFolder::max_pixels`]: 8192 × 8192 = 67,108,864 pixels per image.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 26;
 
 /// The filter [`ImageFolder::resize`] scales images with: bilinear (`Triangle`).
 pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
@@ -67,24 +75,50 @@ struct Header {
     color: bool,
 }
 
-/// Reads the size and color type of an image file from its header, without decoding pixels.
-fn read_header(path: &Path) -> Result<Header> {
-    use image::ImageDecoder;
+/// Opens an image file's decoder, which reads its header only.
+fn open_decoder(path: &Path) -> Result<Box<dyn image::ImageDecoder>> {
     let decoder = image::ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
         .into_decoder()
-        .map_err(|e| DataError::ImageDecode {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| decode_error(path, e))?;
+    Ok(Box::new(decoder))
+}
+
+/// [`DataError::ImageDecode`] naming `path`.
+fn decode_error(path: &Path, e: image::ImageError) -> DataError {
+    DataError::ImageDecode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// The decoder's size and color type, refused when it claims more than `max_pixels`.
+fn checked_header(
+    path: &Path,
+    decoder: &dyn image::ImageDecoder,
+    max_pixels: u64,
+) -> Result<Header> {
     let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(DataError::ImageTooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+            limit: max_pixels,
+        });
+    }
     Ok(Header {
         width,
         height,
         color: decoder.color_type().has_color(),
     })
+}
+
+/// Reads the size and color type of an image file from its header, without decoding pixels.
+fn read_header(path: &Path, max_pixels: u64) -> Result<Header> {
+    checked_header(path, open_decoder(path)?.as_ref(), max_pixels)
 }
 
 /// An image-folder dataset to load, with its options: `ImageFolder(root)` with torchvision's
@@ -96,16 +130,42 @@ pub struct ImageFolder {
     root: PathBuf,
     channels: Channels,
     resize: Option<(usize, usize)>,
+    max_pixels: u64,
 }
 
 impl ImageFolder {
-    /// The folder at `root`, with the defaults: [`Channels::Auto`], no resize.
+    /// The folder at `root`, with the defaults: [`Channels::Auto`], no resize,
+    /// [`MAX_IMAGE_PIXELS`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
             channels: Channels::Auto,
             resize: None,
+            max_pixels: MAX_IMAGE_PIXELS,
         }
+    }
+
+    /// The most pixels (width × height) a file's header may claim (default
+    /// [`MAX_IMAGE_PIXELS`]); a file claiming more is a [`DataError::ImageTooLarge`], found
+    /// before any file is decoded.
+    pub fn max_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_pixels = max_pixels;
+        self
+    }
+
+    /// Decodes one file as [`ImageFolder::load`] decodes each of its files, with this
+    /// folder's options (channels — [`Channels::Auto`] decided from this file alone —, resize
+    /// and pixel limit): CHW bytes and their shape. The folder's root is not read.
+    pub fn decode_file(&self, path: &Path) -> Result<(Vec<u8>, ImageShape)> {
+        let resize = self.resize.map(resize_target).transpose()?;
+        let decoder = open_decoder(path)?;
+        let header = checked_header(path, decoder.as_ref(), self.max_pixels)?;
+        let gray = match self.channels {
+            Channels::Auto => !header.color,
+            Channels::Gray => true,
+            Channels::Rgb => false,
+        };
+        Ok(to_chw(decode_pixels(path, decoder)?, gray, resize))
     }
 
     /// How many channels the images load with (default [`Channels::Auto`]).
@@ -169,8 +229,9 @@ impl ImageFolder {
     /// Reads every file's header, checks the sizes, then decodes every image.
     ///
     /// Errors name the file: one that cannot be read or decoded
-    /// ([`DataError::Io`], [`DataError::ImageDecode`]), or, without a resize, the first whose
-    /// size differs from the first file's ([`DataError::ImageSize`]).
+    /// ([`DataError::Io`], [`DataError::ImageDecode`]), one claiming more than
+    /// [`ImageFolder::max_pixels`] ([`DataError::ImageTooLarge`]), or, without a resize, the
+    /// first whose size differs from the first file's ([`DataError::ImageSize`]).
     pub fn load(&self) -> Result<ImageDataset> {
         let resize = self.resize.map(resize_target).transpose()?;
         let (classes, files) = self.files()?;
@@ -182,7 +243,10 @@ impl ImageFolder {
         }
         // Headers only (cheap, in parallel), then checked in load order: the error names the
         // first file that cannot be read or, without a resize, whose size is not the first's.
-        let headers: Vec<Result<Header>> = files.par_iter().map(|(p, _)| read_header(p)).collect();
+        let headers: Vec<Result<Header>> = files
+            .par_iter()
+            .map(|(p, _)| read_header(p, self.max_pixels))
+            .collect();
         let mut checked: Vec<Header> = Vec::with_capacity(headers.len());
         for (header, (path, _)) in headers.into_iter().zip(&files) {
             let header = header?;
@@ -233,7 +297,7 @@ impl ImageFolder {
             .par_chunks_exact_mut(numel)
             .zip(files.par_iter())
             .map(|(out, (path, _))| {
-                let (chw, found) = decode_chw(path, gray, resize)?;
+                let (chw, found) = decode_chw(path, gray, resize, self.max_pixels)?;
                 if found != shape {
                     // The header promised another size than the pixels have.
                     return Err(DataError::ImageSize {
@@ -280,21 +344,29 @@ pub fn load_image_folder(root: impl AsRef<Path>) -> Result<ImageDataset> {
     ImageFolder::new(root.as_ref()).load()
 }
 
-/// Decodes a PNG or JPEG file, in whatever color type it has.
-fn decode_dynamic(path: &Path) -> Result<image::DynamicImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?;
-    reader.decode().map_err(|e| DataError::ImageDecode {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+/// Decodes a PNG or JPEG file, in whatever color type it has, if its header claims at most
+/// `max_pixels` pixels.
+fn decode_dynamic(path: &Path, max_pixels: u64) -> Result<image::DynamicImage> {
+    let decoder = open_decoder(path)?;
+    checked_header(path, decoder.as_ref(), max_pixels)?;
+    decode_pixels(path, decoder)
 }
 
-/// Decodes a PNG or JPEG file to 8-bit RGB.
+/// Decodes the pixels of an opened file, within the `image` crate's default allocation limit
+/// (512 MiB, as `ImageReader::decode` checks it).
+fn decode_pixels(
+    path: &Path,
+    decoder: Box<dyn image::ImageDecoder>,
+) -> Result<image::DynamicImage> {
+    image::Limits::default()
+        .reserve(decoder.total_bytes())
+        .map_err(|e| decode_error(path, e))?;
+    image::DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))
+}
+
+/// Decodes a PNG or JPEG file to 8-bit RGB ([`MAX_IMAGE_PIXELS`] at most).
 pub fn decode(path: &Path) -> Result<image::RgbImage> {
-    Ok(decode_dynamic(path)?.to_rgb8())
+    Ok(decode_dynamic(path, MAX_IMAGE_PIXELS)?.to_rgb8())
 }
 
 /// Decodes one file into CHW bytes (one channel when `gray`, else three), scaled to
@@ -303,8 +375,18 @@ fn decode_chw(
     path: &Path,
     gray: bool,
     resize: Option<(u32, u32)>,
+    max_pixels: u64,
 ) -> Result<(Vec<u8>, ImageShape)> {
-    let img = decode_dynamic(path)?;
+    Ok(to_chw(decode_dynamic(path, max_pixels)?, gray, resize))
+}
+
+/// A decoded image as CHW bytes (one channel when `gray`, else three), scaled to `resize` =
+/// `(width, height)` when given.
+fn to_chw(
+    img: image::DynamicImage,
+    gray: bool,
+    resize: Option<(u32, u32)>,
+) -> (Vec<u8>, ImageShape) {
     let scaled = |(w, h): (u32, u32)| resize.filter(|&target| target != (w, h));
     if gray {
         let mut img = img.to_luma8();
@@ -317,7 +399,7 @@ fn decode_chw(
             width: img.width() as usize,
         };
         // One channel: HWC is CHW.
-        Ok((img.into_raw(), shape))
+        (img.into_raw(), shape)
     } else {
         let mut img = img.to_rgb8();
         if let Some((w, h)) = scaled(img.dimensions()) {
@@ -330,7 +412,7 @@ fn decode_chw(
         };
         let mut out = vec![0u8; shape.numel()];
         hwc_to_chw(img.as_raw(), shape, &mut out);
-        Ok((out, shape))
+        (out, shape)
     }
 }
 
@@ -340,14 +422,9 @@ pub fn load_image_chw(path: &Path) -> Result<(Vec<u8>, ImageShape)> {
 }
 
 /// Decodes one image file into CHW bytes with `channels` ([`Channels::Auto`]: one channel when
-/// the file is grayscale), with its shape.
+/// the file is grayscale), with its shape; [`MAX_IMAGE_PIXELS`] at most.
 pub fn load_image_chw_as(path: &Path, channels: Channels) -> Result<(Vec<u8>, ImageShape)> {
-    let gray = match channels {
-        Channels::Auto => !read_header(path)?.color,
-        Channels::Gray => true,
-        Channels::Rgb => false,
-    };
-    decode_chw(path, gray, None)
+    ImageFolder::new(".").channels(channels).decode_file(path)
 }
 
 /// Reorders interleaved `HWC` pixels into planar `CHW`.

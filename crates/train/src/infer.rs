@@ -4,8 +4,8 @@ use std::path::Path;
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use image::imageops::FilterType;
 use torchlet_data::ImageShape;
+use torchlet_data::image_folder::{Channels, ImageFolder};
 use torchlet_model::ImageClassifier;
 
 use crate::error::TrainError;
@@ -23,24 +23,15 @@ pub struct Prediction {
 
 /// Decodes a PNG or JPEG file to CHW bytes of `shape` (1 channel: grayscale, 3: RGB),
 /// resizing (bilinear) when it has another size: what a model trained on `shape` takes.
+///
+/// The file is decoded as an image folder's files are
+/// ([`ImageFolder::decode_file`](torchlet_data::ImageFolder::decode_file)), with the same
+/// pixel limit ([`MAX_IMAGE_PIXELS`](torchlet_data::image_folder::MAX_IMAGE_PIXELS)).
 pub fn load_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>, TrainError> {
-    let img = image::open(path).map_err(|e| TrainError::BadImage {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
     let [c, h, w] = shape.dims();
-    let (w32, h32) = (
-        u32::try_from(w).unwrap_or(u32::MAX),
-        u32::try_from(h).unwrap_or(u32::MAX),
-    );
-    let img = if img.width() != w32 || img.height() != h32 {
-        img.resize_exact(w32, h32, FilterType::Triangle)
-    } else {
-        img
-    };
-    let hwc = match c {
-        1 => img.into_luma8().into_raw(),
-        3 => img.into_rgb8().into_raw(),
+    let channels = match c {
+        1 => Channels::Gray,
+        3 => Channels::Rgb,
         _ => {
             return Err(TrainError::BadImage {
                 path: path.to_path_buf(),
@@ -48,13 +39,10 @@ pub fn load_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>, TrainError>
             });
         }
     };
-    let plane = h * w;
-    let mut chw = vec![0u8; c * plane];
-    for (i, px) in hwc.chunks_exact(c).enumerate() {
-        for (ch, &v) in px.iter().enumerate() {
-            chw[ch * plane + i] = v;
-        }
-    }
+    let (chw, _) = ImageFolder::new(".")
+        .channels(channels)
+        .resize(h, w)
+        .decode_file(path)?;
     Ok(chw)
 }
 
