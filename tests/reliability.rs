@@ -374,6 +374,26 @@ fn the_pixel_limit_is_checked_on_every_file_before_any_is_decoded() {
     }
 }
 
+#[test]
+fn an_image_to_classify_is_held_to_the_same_pixel_limit() {
+    use torchlet::train::load_image;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.png");
+    std::fs::write(&path, png_claiming(100_000, 100_000)).unwrap();
+    let err = load_image(&path, ImageShape::CIFAR)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("huge.png") && err.contains("limit"), "{err}");
+    // A real image of another size is still resized to the model's.
+    let small = dir.path().join("small.png");
+    image::RgbImage::from_pixel(7, 5, image::Rgb([10, 20, 30]))
+        .save(&small)
+        .unwrap();
+    let chw = load_image(&small, ImageShape::CIFAR).unwrap();
+    assert_eq!(chw.len(), 3 * 32 * 32);
+    assert!(chw[..1024].iter().all(|&v| v == 10) && chw[2048..].iter().all(|&v| v == 30));
+}
+
 // ---------------------------------------------------------------- untrusted configurations
 
 #[test]

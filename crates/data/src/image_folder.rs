@@ -158,14 +158,13 @@ impl ImageFolder {
     /// and pixel limit): CHW bytes and their shape. The folder's root is not read.
     pub fn decode_file(&self, path: &Path) -> Result<(Vec<u8>, ImageShape)> {
         let resize = self.resize.map(resize_target).transpose()?;
-        let decoder = open_decoder(path)?;
-        let header = checked_header(path, decoder.as_ref(), self.max_pixels)?;
+        let (header, img) = decode_checked(path, self.max_pixels)?;
         let gray = match self.channels {
             Channels::Auto => !header.color,
             Channels::Gray => true,
             Channels::Rgb => false,
         };
-        Ok(to_chw(decode_pixels(path, decoder)?, gray, resize))
+        Ok(to_chw(img, gray, resize))
     }
 
     /// How many channels the images load with (default [`Channels::Auto`]).
@@ -344,29 +343,22 @@ pub fn load_image_folder(root: impl AsRef<Path>) -> Result<ImageDataset> {
     ImageFolder::new(root.as_ref()).load()
 }
 
-/// Decodes a PNG or JPEG file, in whatever color type it has, if its header claims at most
-/// `max_pixels` pixels.
-fn decode_dynamic(path: &Path, max_pixels: u64) -> Result<image::DynamicImage> {
-    let decoder = open_decoder(path)?;
-    checked_header(path, decoder.as_ref(), max_pixels)?;
-    decode_pixels(path, decoder)
-}
-
-/// Decodes the pixels of an opened file, within the `image` crate's default allocation limit
+/// Decodes a PNG or JPEG file, in whatever color type it has, with its header, if the header
+/// claims at most `max_pixels` pixels; within the `image` crate's default allocation limit
 /// (512 MiB, as `ImageReader::decode` checks it).
-fn decode_pixels(
-    path: &Path,
-    decoder: Box<dyn image::ImageDecoder>,
-) -> Result<image::DynamicImage> {
+fn decode_checked(path: &Path, max_pixels: u64) -> Result<(Header, image::DynamicImage)> {
+    let decoder = open_decoder(path)?;
+    let header = checked_header(path, decoder.as_ref(), max_pixels)?;
     image::Limits::default()
         .reserve(decoder.total_bytes())
         .map_err(|e| decode_error(path, e))?;
-    image::DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))
+    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?;
+    Ok((header, img))
 }
 
 /// Decodes a PNG or JPEG file to 8-bit RGB ([`MAX_IMAGE_PIXELS`] at most).
 pub fn decode(path: &Path) -> Result<image::RgbImage> {
-    Ok(decode_dynamic(path, MAX_IMAGE_PIXELS)?.to_rgb8())
+    Ok(decode_checked(path, MAX_IMAGE_PIXELS)?.1.to_rgb8())
 }
 
 /// Decodes one file into CHW bytes (one channel when `gray`, else three), scaled to
@@ -377,7 +369,7 @@ fn decode_chw(
     resize: Option<(u32, u32)>,
     max_pixels: u64,
 ) -> Result<(Vec<u8>, ImageShape)> {
-    Ok(to_chw(decode_dynamic(path, max_pixels)?, gray, resize))
+    Ok(to_chw(decode_checked(path, max_pixels)?.1, gray, resize))
 }
 
 /// A decoded image as CHW bytes (one channel when `gray`, else three), scaled to `resize` =
