@@ -45,14 +45,14 @@
 //! `--devices wgpu:0,wgpu:1`; `--devices flex,flex` runs the same code path on a CPU.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use torchlet::data::{Cifar10, Download, load_image_folder};
 use torchlet::model::{CpuKernels, ModelConfig};
 use torchlet::train::{
@@ -156,6 +156,10 @@ struct Args {
     /// (for comparison: same results within float rounding, several times slower on Flex).
     #[arg(long)]
     burn_kernels: bool,
+    /// At the end, write the final model as ONNX to RUN/model.onnx (needs the `onnx`
+    /// feature; check it in onnxruntime with examples/export_onnx.rs).
+    #[arg(long)]
+    export_onnx: bool,
 }
 
 fn main() -> Result<()> {
@@ -187,6 +191,9 @@ fn main() -> Result<()> {
         None => TrainConfig::tutorial(),
     };
     apply_flags(&args, &mut config)?;
+    if args.export_onnx && !cfg!(feature = "onnx") {
+        bail!("--export-onnx needs the onnx feature: cargo run --release --features onnx ...");
+    }
     let out = match (&args.out, &args.resume) {
         (Some(out), _) => out.clone(),
         (None, Some(resume)) => run_folder_of(resume),
@@ -255,7 +262,9 @@ fn main() -> Result<()> {
     .context("cannot install the Ctrl-C handler")?;
 
     let started = std::time::Instant::now();
-    let report = trainer.fit(train, test)?;
+    let report = trainer.fit(train, test);
+    printer.finish();
+    let report = report?;
     let wall = started.elapsed().as_secs_f64();
 
     let say = |text: String| printer.line(&text);
@@ -278,7 +287,18 @@ fn main() -> Result<()> {
         ));
         // The shell's code for "interrupted by Ctrl-C" (128 + SIGINT), after the checkpoint.
         std::process::exit(130);
-    } else if let Some(matrix) = &report.confusion {
+    }
+    if args.export_onnx {
+        let last = report
+            .last_checkpoint
+            .as_ref()
+            .context("no checkpoint to export")?;
+        say(format!(
+            "ONNX model: {}",
+            export_onnx(last, &out)?.display()
+        ));
+    }
+    if let Some(matrix) = &report.confusion {
         say("per-class test accuracy of the final model:".into());
         for (name, acc) in matrix.class_names().iter().zip(matrix.per_class_accuracy()) {
             say(format!("  {name:>10}: {:5.1}%", 100.0 * acc));
@@ -290,6 +310,24 @@ fn main() -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Writes the model of checkpoint `last` to `out/model.onnx`.
+#[cfg(feature = "onnx")]
+fn export_onnx(last: &Path, out: &Path) -> Result<PathBuf> {
+    use torchlet::model::ImageClassifier;
+    let model = SavedCheckpoint::open(last)?.load_model(&torchlet::burn::tensor::Device::flex())?;
+    let input = model
+        .input_shape()
+        .unwrap_or(torchlet::model::DEFAULT_INPUT);
+    let path = out.join("model.onnx");
+    torchlet::model::onnx::export_onnx(&model, input, &path)?;
+    Ok(path)
+}
+
+#[cfg(not(feature = "onnx"))]
+fn export_onnx(_last: &Path, _out: &Path) -> Result<PathBuf> {
+    bail!("--export-onnx needs the onnx feature")
 }
 
 /// The process's peak resident memory (`VmHWM` in /proc/self/status), where the OS reports it.
@@ -440,22 +478,16 @@ impl Output {
     }
 }
 
-/// Prints the run's events as `Output` says, with a progress bar on stderr when it is a
-/// terminal.
+/// Prints the run's events as `Output` says, with a progress bar (`indicatif`) on stderr when
+/// it is a terminal.
 struct Printer {
     output: Output,
-    /// The bar's state, when one is drawn.
-    bar: Option<Mutex<Bar>>,
+    /// The bar, when one is drawn.
+    bar: Option<ProgressBar>,
+    /// The pass the bar shows: (epoch, phase).
+    pass: Mutex<Option<(usize, Phase)>>,
     /// Training and test images, for the images per step of a pass.
     images: Mutex<[usize; 2]>,
-}
-
-/// The progress bar of one pass (an epoch's training or its test).
-struct Bar {
-    /// The pass shown: (epoch, phase), and when its first step was reported.
-    pass: Option<(usize, Phase, Instant)>,
-    /// Whether the bar is on the screen (to be cleared before a line).
-    shown: bool,
 }
 
 impl Printer {
@@ -463,31 +495,29 @@ impl Printer {
         let terminal = output == Output::Human && std::io::stderr().is_terminal();
         Self {
             output,
-            bar: terminal.then(|| {
-                Mutex::new(Bar {
-                    pass: None,
-                    shown: false,
-                })
-            }),
+            bar: terminal
+                .then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())),
+            pass: Mutex::new(None),
             images: Mutex::new([0, 0]),
         }
     }
 
-    /// Prints a human line where the output mode puts them, clearing the bar first.
+    /// Prints a human line where the output mode puts them, hiding the bar while it does.
     fn line(&self, text: &str) {
         match self.output {
             Output::Quiet => {}
             Output::Json => eprintln!("{text}"),
-            Output::Human => {
-                if let Some(bar) = &self.bar
-                    && let Ok(mut bar) = bar.lock()
-                    && bar.shown
-                {
-                    eprint!("\r\x1b[2K");
-                    bar.shown = false;
-                }
-                println!("{text}");
-            }
+            Output::Human => match &self.bar {
+                Some(bar) => bar.suspend(|| println!("{text}")),
+                None => println!("{text}"),
+            },
+        }
+    }
+
+    /// Clears the bar at the end of the run.
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 
@@ -498,6 +528,30 @@ impl Printer {
             Phase::Test => n[1],
         });
         images as f64 / p.total.max(1) as f64
+    }
+
+    /// Restarts the bar for a new pass: its length, label and images/s per step.
+    fn start_pass(&self, bar: &ProgressBar, p: &Progress) {
+        let per_step = self.images_per_step(p);
+        let phase = match p.phase {
+            Phase::Train => "train",
+            Phase::Test => "test ",
+        };
+        let template = "{prefix} [{bar:30}] {pos}/{len} {msg}, {img_s} img/s, {eta} left";
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ")
+            .with_key(
+                "img_s",
+                move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let rate = state.per_sec() * per_step;
+                    let _ = std::fmt::Write::write_fmt(w, format_args!("{rate:.0}"));
+                },
+            );
+        bar.set_style(style);
+        bar.set_length(p.total as u64);
+        bar.reset();
+        bar.set_prefix(format!("epoch {}/{} {phase}", p.epoch, p.epochs));
     }
 }
 
@@ -517,15 +571,6 @@ fn epoch_json(summary: &EpochSummary) -> serde_json::Result<String> {
         }
     }
     serde_json::to_string(&value)
-}
-
-/// `m:ss` (or `h:mm:ss`) of `seconds`.
-fn clock(seconds: f64) -> String {
-    let s = seconds.max(0.0).round() as u64;
-    match s / 3600 {
-        0 => format!("{}:{:02}", s / 60, s % 60),
-        h => format!("{h}:{:02}:{:02}", s / 60 % 60, s % 60),
-    }
 }
 
 impl Observer for Printer {
@@ -551,45 +596,14 @@ impl Observer for Printer {
 
     fn progress(&self, p: &Progress) {
         let Some(bar) = &self.bar else { return };
-        let per_step = self.images_per_step(p);
-        let Ok(mut bar) = bar.lock() else { return };
-        let now = Instant::now();
-        let started = match bar.pass {
-            Some((epoch, phase, started)) if (epoch, phase) == (p.epoch, p.phase) => started,
-            _ => {
-                bar.pass = Some((p.epoch, p.phase, now));
-                now
-            }
-        };
-        let elapsed = now.duration_since(started).as_secs_f64();
-        let width = 30;
-        let filled = (width * p.done) / p.total.max(1);
-        let phase = match p.phase {
-            Phase::Train => "train",
-            Phase::Test => "test ",
-        };
-        // The rate and time left from the pass so far (its first step has no rate yet).
-        let rate = if elapsed > 0.0 && p.done > 1 {
-            format!(
-                ", {:.0} img/s, {} left",
-                (p.done - 1) as f64 * per_step / elapsed,
-                clock(elapsed / (p.done - 1) as f64 * (p.total - p.done) as f64)
-            )
-        } else {
-            String::new()
-        };
-        eprint!(
-            "\r\x1b[2Kepoch {}/{} {phase} [{}{}] {}/{} loss {:.4}{rate}",
-            p.epoch,
-            p.epochs,
-            "=".repeat(filled),
-            " ".repeat(width - filled.min(width)),
-            p.done,
-            p.total,
-            p.mean_loss
-        );
-        let _ = std::io::stderr().flush();
-        bar.shown = true;
+        if let Ok(mut pass) = self.pass.lock()
+            && *pass != Some((p.epoch, p.phase))
+        {
+            *pass = Some((p.epoch, p.phase));
+            self.start_pass(bar, p);
+        }
+        bar.set_position(p.done as u64);
+        bar.set_message(format!("loss {:.4}", p.mean_loss));
     }
 
     fn step(&self, step: &StepLog) {

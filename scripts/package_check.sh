@@ -39,7 +39,10 @@ publish = false
 [workspace]
 
 [dependencies]
-torchlet = { version = "$version", features = ["wgpu", "ndarray"] }
+torchlet = { version = "$version", features = ["wgpu", "ndarray", "onnx"] }
+# Burn with the features the repository's test build unifies to (its dev-dependencies), so
+# this build reuses the Burn the tests compiled instead of building it again.
+burn = { version = "0.22.1", default-features = false, features = ["std", "flex", "dataset", "autodiff", "store", "pytorch", "safetensors", "train", "extension"] }
 anyhow = "1"
 tempfile = "3"
 

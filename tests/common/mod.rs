@@ -253,9 +253,14 @@ pub fn resumable_sgd(lr: f64) -> OptimizerConfig {
 
 /// The `cifar10_train` example binary `cargo test` builds next to the test binaries.
 pub fn example() -> PathBuf {
+    example_named("cifar10_train")
+}
+
+/// The example binary `name` that `cargo test` builds next to the test binaries.
+pub fn example_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join("examples").join("cifar10_train");
+    let path = dir.join("examples").join(name);
     assert!(
         path.is_file(),
         "{} is missing: `cargo test` builds the examples before running the tests",

@@ -19,6 +19,8 @@
 //! * [`interop`]: load `state_dict`s saved by PyTorch (`.pth`, `.safetensors`) and export
 //!   safetensors that PyTorch's `load_state_dict(strict=True)` accepts.
 //!
+//! * [`onnx`] (with the `onnx` feature): export a trained network to ONNX through Burn's
+//!   exporter.
 //! * `cpu` (with the default `flex` feature): torchlet's own CPU kernels for the conv net's
 //!   convolution + pooling blocks (forward and backward), used by [`SeedConvNet`] on Flex
 //!   devices ([`CpuKernels`]).
@@ -50,6 +52,8 @@ pub mod interop;
 mod linear;
 mod model;
 pub mod nn;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 mod size;
 pub mod zoo;
 

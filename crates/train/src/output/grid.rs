@@ -3,8 +3,9 @@
 //! Each cell shows an image (CHW bytes, as stored in CIFAR-10) upscaled with
 //! nearest-neighbour sampling, with two lines of text underneath: the true
 //! label in light grey and the predicted label in green when it equals the
-//! true label, red otherwise. Text uses a built-in 5x7 bitmap font; letters
-//! are shown in upper-case shapes, characters the font lacks are drawn as `?`.
+//! true label, red otherwise. Text uses the 8 × 8 public-domain bitmap font of the
+//! `font8x8` crate (printable ASCII, in normal case; other characters are drawn as `?`):
+//! crisp at the few pixels a label has, where an outline font would blur.
 
 use std::path::Path;
 
@@ -90,10 +91,9 @@ pub const CORRECT_COLOUR: Rgb<u8> = Rgb([40, 200, 60]);
 /// Colour of a wrong prediction.
 pub const WRONG_COLOUR: Rgb<u8> = Rgb([235, 50, 50]);
 
-const GLYPH_W: u32 = 5;
-const GLYPH_H: u32 = 7;
-/// Horizontal advance per character, in font pixels.
-const ADVANCE: u32 = GLYPH_W + 1;
+/// Glyph width and height, in font pixels (the advance too: the glyphs carry their spacing).
+const GLYPH: u32 = 8;
+const GLYPH_H: u32 = GLYPH;
 /// Padding around each cell, in output pixels.
 const PAD: u32 = 4;
 /// Gap between the image and the first text line, in output pixels.
@@ -101,154 +101,26 @@ const TEXT_GAP: u32 = 3;
 /// Gap between text lines, in font pixels.
 const LINE_GAP: u32 = 2;
 
-/// Returns the 5x7 bitmap of `c` (rows top to bottom, bit 4 = leftmost).
-fn glyph(c: char) -> [u8; 7] {
-    match c.to_ascii_lowercase() {
-        'a' => [
-            0b01110, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001,
-        ],
-        'b' => [
-            0b11110, 0b10001, 0b10001, 0b11110, 0b10001, 0b10001, 0b11110,
-        ],
-        'c' => [
-            0b01110, 0b10001, 0b10000, 0b10000, 0b10000, 0b10001, 0b01110,
-        ],
-        'd' => [
-            0b11110, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b11110,
-        ],
-        'e' => [
-            0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b11111,
-        ],
-        'f' => [
-            0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b10000,
-        ],
-        'g' => [
-            0b01110, 0b10001, 0b10000, 0b10111, 0b10001, 0b10001, 0b01111,
-        ],
-        'h' => [
-            0b10001, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001,
-        ],
-        'i' => [
-            0b01110, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110,
-        ],
-        'j' => [
-            0b00111, 0b00010, 0b00010, 0b00010, 0b00010, 0b10010, 0b01100,
-        ],
-        'k' => [
-            0b10001, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010, 0b10001,
-        ],
-        'l' => [
-            0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b11111,
-        ],
-        'm' => [
-            0b10001, 0b11011, 0b10101, 0b10101, 0b10001, 0b10001, 0b10001,
-        ],
-        'n' => [
-            0b10001, 0b10001, 0b11001, 0b10101, 0b10011, 0b10001, 0b10001,
-        ],
-        'o' => [
-            0b01110, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110,
-        ],
-        'p' => [
-            0b11110, 0b10001, 0b10001, 0b11110, 0b10000, 0b10000, 0b10000,
-        ],
-        'q' => [
-            0b01110, 0b10001, 0b10001, 0b10001, 0b10101, 0b10010, 0b01101,
-        ],
-        'r' => [
-            0b11110, 0b10001, 0b10001, 0b11110, 0b10100, 0b10010, 0b10001,
-        ],
-        's' => [
-            0b01111, 0b10000, 0b10000, 0b01110, 0b00001, 0b00001, 0b11110,
-        ],
-        't' => [
-            0b11111, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100,
-        ],
-        'u' => [
-            0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110,
-        ],
-        'v' => [
-            0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100,
-        ],
-        'w' => [
-            0b10001, 0b10001, 0b10001, 0b10101, 0b10101, 0b10101, 0b01010,
-        ],
-        'x' => [
-            0b10001, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001, 0b10001,
-        ],
-        'y' => [
-            0b10001, 0b10001, 0b10001, 0b01010, 0b00100, 0b00100, 0b00100,
-        ],
-        'z' => [
-            0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b11111,
-        ],
-        '0' => [
-            0b01110, 0b10001, 0b10011, 0b10101, 0b11001, 0b10001, 0b01110,
-        ],
-        '1' => [
-            0b00100, 0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110,
-        ],
-        '2' => [
-            0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0b01000, 0b11111,
-        ],
-        '3' => [
-            0b11111, 0b00010, 0b00100, 0b00010, 0b00001, 0b10001, 0b01110,
-        ],
-        '4' => [
-            0b00010, 0b00110, 0b01010, 0b10010, 0b11111, 0b00010, 0b00010,
-        ],
-        '5' => [
-            0b11111, 0b10000, 0b11110, 0b00001, 0b00001, 0b10001, 0b01110,
-        ],
-        '6' => [
-            0b00110, 0b01000, 0b10000, 0b11110, 0b10001, 0b10001, 0b01110,
-        ],
-        '7' => [
-            0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b01000, 0b01000,
-        ],
-        '8' => [
-            0b01110, 0b10001, 0b10001, 0b01110, 0b10001, 0b10001, 0b01110,
-        ],
-        '9' => [
-            0b01110, 0b10001, 0b10001, 0b01111, 0b00001, 0b00010, 0b01100,
-        ],
-        ' ' => [0; 7],
-        ':' => [
-            0b00000, 0b01100, 0b01100, 0b00000, 0b01100, 0b01100, 0b00000,
-        ],
-        '/' => [
-            0b00000, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b00000,
-        ],
-        '-' => [
-            0b00000, 0b00000, 0b00000, 0b11111, 0b00000, 0b00000, 0b00000,
-        ],
-        '.' => [
-            0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b01100, 0b01100,
-        ],
-        '_' => [
-            0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b11111,
-        ],
-        // '?' and every character without a glyph.
-        _ => [
-            0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0b00000, 0b00100,
-        ],
-    }
+/// The 8 × 8 bitmap of `c` (rows top to bottom, bit 0 = leftmost pixel); `?` for characters
+/// outside printable ASCII.
+fn glyph(c: char) -> [u8; 8] {
+    let printable = c.is_ascii_graphic() || c == ' ';
+    font8x8::legacy::BASIC_LEGACY[if printable { c as usize } else { '?' as usize }]
 }
 
-/// Width in font pixels of `text` (no trailing spacing column).
+/// Width in font pixels of `text`.
 fn text_width(text: &str) -> u32 {
-    let n = text.chars().count() as u32;
-    if n == 0 { 0 } else { n * ADVANCE - 1 }
+    text.chars().count() as u32 * GLYPH
 }
 
 /// Draws `text` with its top-left corner at `(x, y)`, each font pixel being a
 /// `font_scale` square; pixels falling outside the image are clipped.
 fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, font_scale: u32, colour: Rgb<u8>) {
     for (i, c) in text.chars().enumerate() {
-        let gx = x + i as u32 * ADVANCE * font_scale;
+        let gx = x + i as u32 * GLYPH * font_scale;
         for (row, bits) in glyph(c).iter().enumerate() {
-            for col in 0..GLYPH_W {
-                if bits & (1 << (GLYPH_W - 1 - col)) == 0 {
+            for col in 0..GLYPH {
+                if bits & (1 << col) == 0 {
                     continue;
                 }
                 for dy in 0..font_scale {
@@ -503,10 +375,10 @@ mod tests {
         ];
         let scale = 3;
         let img = render_grid(&cells, 2, scale).unwrap();
-        // Font scale 1; the longest line is "true: ship" (10 chars): 59 px,
-        // wider than the 6 px image. Text block: 7 + 2 + 7 = 16 px.
-        let cell_w = 59 + 2 * PAD;
-        let cell_h = 6 + TEXT_GAP + 16 + 2 * PAD;
+        // Font scale 1; the longest line is "true: ship" (10 chars): 80 px,
+        // wider than the 6 px image. Text block: 8 + 2 + 8 = 18 px.
+        let cell_w = 80 + 2 * PAD;
+        let cell_h = 6 + TEXT_GAP + 18 + 2 * PAD;
         assert_eq!(img.dimensions(), (2 * cell_w, 2 * cell_h));
 
         // Pixel (y=1, x=0) of image `b` (second cell, first row), upscaled 3x:
@@ -544,27 +416,21 @@ mod tests {
 
     #[test]
     fn text_is_drawn_from_the_glyphs() {
-        let mut img = RgbImage::from_pixel(12, 7, BACKGROUND);
-        draw_text(&mut img, 0, 0, "t1", 1, CORRECT_COLOUR);
-        // 't': full top row, then a centre column.
-        for x in 0..5 {
-            assert_eq!(*img.get_pixel(x, 0), CORRECT_COLOUR);
-        }
-        assert_eq!(*img.get_pixel(2, 6), CORRECT_COLOUR);
-        assert_eq!(*img.get_pixel(0, 6), BACKGROUND);
-        // Spacing column between the glyphs stays empty.
-        for y in 0..7 {
-            assert_eq!(*img.get_pixel(5, y), BACKGROUND);
-        }
-        // '1' starts at x = 6: its bottom row is 0b01110.
-        assert_eq!(*img.get_pixel(6, 6), BACKGROUND);
-        assert_eq!(*img.get_pixel(7, 6), CORRECT_COLOUR);
-        assert_eq!(*img.get_pixel(9, 6), CORRECT_COLOUR);
-        assert_eq!(*img.get_pixel(10, 6), BACKGROUND);
-        // Upper case maps to the same glyph; unknown characters become '?'.
-        assert_eq!(glyph('T'), glyph('t'));
+        let mut img = RgbImage::from_pixel(16, 8, BACKGROUND);
+        draw_text(&mut img, 0, 0, "T1", 1, CORRECT_COLOUR);
+        // font8x8's 'T' (0x54): rows 0x3F, 0x2D, 0x0C, ..., 0x1E; bit 0 is the leftmost pixel.
+        let on = |x, y| *img.get_pixel(x, y) == CORRECT_COLOUR;
+        assert!((0..6).all(|x| on(x, 0)) && !on(6, 0) && !on(7, 0));
+        assert!(on(0, 1) && !on(1, 1) && on(2, 1) && on(3, 1) && !on(4, 1) && on(5, 1));
+        assert!(!on(0, 6) && on(1, 6) && on(4, 6) && !on(5, 6));
+        assert!((0..16).all(|x| !on(x, 7)));
+        // '1' (0x31) starts at x = 8: its bottom filled row is 0x3F.
+        assert!((8..14).all(|x| on(x, 6)) && !on(14, 6));
+        // Lower case has its own shapes; characters outside ASCII become '?'.
+        assert_ne!(glyph('t'), glyph('T'));
         assert_eq!(glyph('é'), glyph('?'));
-        assert_eq!(text_width("ab"), 11);
+        assert_eq!(glyph('\n'), glyph('?'));
+        assert_eq!(text_width("ab"), 16);
     }
 
     #[test]
@@ -579,10 +445,10 @@ mod tests {
         };
         let small = render_grid(&[cell], 1, 2).unwrap();
         let large = render_grid(&[cell], 1, 4).unwrap();
-        // "true: a" is 7 chars = 41 font px; font scale 1 at x2, 2 at x4.
-        assert_eq!(small.width(), 41 + 2 * PAD);
-        assert_eq!(large.width(), 82 + 2 * PAD);
-        assert_eq!(large.height(), 8 + TEXT_GAP + 32 + 2 * PAD);
+        // "true: a" is 7 chars = 56 font px; font scale 1 at x2, 2 at x4.
+        assert_eq!(small.width(), 56 + 2 * PAD);
+        assert_eq!(large.width(), 112 + 2 * PAD);
+        assert_eq!(large.height(), 8 + TEXT_GAP + 36 + 2 * PAD);
     }
 
     #[test]
