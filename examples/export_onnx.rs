@@ -65,7 +65,10 @@ fn main() -> Result<()> {
     let images = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [n, c, h, w]), &device);
     let logits = model.valid().forward(images);
     let classes = logits.dims()[1];
-    let logits: Vec<f32> = logits.into_data().to_vec().context("logits are not f32")?;
+    let logits: Vec<f32> = logits
+        .into_data()
+        .try_into_vec()
+        .map_err(|e| anyhow::anyhow!("logits are not f32: {e:?}"))?;
     let correct = labels
         .iter()
         .zip(logits.chunks(classes))

@@ -3,7 +3,7 @@
 //! torchlet's logits within 1e-4; a trained conv net from `cifar10_train --export-onnx` gives
 //! the same accuracy on real test images. onnxruntime comes from PyPI (`.ci/run` installs it).
 #![cfg(feature = "onnx")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
 

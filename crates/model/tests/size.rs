@@ -1,6 +1,8 @@
 //! A configuration's parameter count, known before anything is built, and the bound that keeps
 //! an untrusted configuration from allocating without limit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use burn::tensor::Device;
 use torchlet_model::interop::pytorch_num_params;
 use torchlet_model::{

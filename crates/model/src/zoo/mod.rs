@@ -16,7 +16,7 @@
 //!
 //! Every config has `num_classes` (default 10), `input` (`[channels, height, width]`, default
 //! `[3, 32, 32]`: the first convolution takes `input[0]` channels, and images too small for
-//! the network's downsampling are a [`ModelConfigError`](crate::ModelConfigError) at build
+//! the network's downsampling are a [`ModelConfigError`] at build
 //! time) and a width setting, to build the same architecture narrower.
 //!
 //! Their weights load from, and export to, PyTorch `state_dict`s of the equivalent PyTorch

@@ -11,10 +11,10 @@
 //!
 //! One epoch, in order, each a function returning a `Result`:
 //!
-//! 1. [`Run::train_epoch`] (in [`epoch`]): the batches of `DataLoader::iter_epoch(epoch)`,
-//!    one [`Run::step`] each; stops early on request;
-//! 2. [`Run::evaluate`] (in [`evaluate`]): the test set on `model.valid()`;
-//! 3. [`Run::finish_epoch`]: history, TensorBoard, `metrics.csv`, charts, the checkpoint.
+//! 1. `Run::train_epoch` (in `fit/epoch.rs`): the batches of `DataLoader::iter_epoch(epoch)`,
+//!    one `Run::step` each; stops early on request;
+//! 2. `Run::evaluate` (in `fit/evaluate.rs`): the test set on `model.valid()`;
+//! 3. `Run::finish_epoch`: history, TensorBoard, `metrics.csv`, charts, the checkpoint.
 
 pub mod check;
 mod epoch;

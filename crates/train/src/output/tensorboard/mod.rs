@@ -1,7 +1,7 @@
 //! A TensorBoard event-file writer and reader for scalar summaries.
 //!
 //! Event files are a sequence of TFRecord-framed `tensorflow.Event` protocol buffers
-//! ([`record`] frames them, with the masked CRC-32C no maintained crate provides). The
+//! (`record.rs` frames them, with the masked CRC-32C no maintained crate provides). The
 //! messages are `prost` structs ([`proto`]); the reader lets `prost` skip any field it does
 //! not know, so it also extracts `simple_value` scalars from files written by other tools.
 //!
