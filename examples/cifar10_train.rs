@@ -41,6 +41,9 @@
 //! cargo run --release --example cifar10_train -- --image-folder my_images --model resnet18 --epochs 5
 //! ```
 //!
+//! With `--features onnx`, `--export-onnx` writes the final model as `model.onnx` into the run
+//! folder (checked in onnxruntime by `examples/export_onnx.rs` and `scripts/check_onnx.py`).
+//!
 //! Several GPUs of one machine, data-parallel (PyTorch's `DistributedDataParallel`):
 //! `--devices wgpu:0,wgpu:1`; `--devices flex,flex` runs the same code path on a CPU.
 #![allow(clippy::print_stdout, clippy::print_stderr)]

@@ -117,6 +117,18 @@ impl<M: ImageClassifier> Replicas<M> {
     ) -> Result<Vec<ShardResult>, ShardFailure> {
         let batch = targets.dims()[0];
         let sizes = shard_sizes(batch, self.workers.len());
+        // The replicas read the weights the last optimizer step wrote from other threads, and
+        // a GPU runtime keeps one command stream per thread: wait for this thread's work first.
+        if let Some(main) = model.devices().first() {
+            main.sync().map_err(|e| ShardFailure {
+                replica: 0,
+                device: self
+                    .workers
+                    .first()
+                    .map_or_else(String::new, |w| w.description.clone()),
+                message: format!("the main device failed before the step: {e:?}"),
+            })?;
+        }
         let mut start = 0;
         let mut sent = Vec::with_capacity(sizes.len());
         for (replica, (worker, &size)) in self.workers.iter().zip(&sizes).enumerate() {
@@ -201,15 +213,17 @@ fn serve<M: ImageClassifier>(
 ) {
     while let Ok(job) = inbox.recv() {
         let result = catch_unwind(AssertUnwindSafe(|| shard_step(device, job)))
-            .map_err(|panic| panic_message(panic.as_ref()));
+            .map_err(|panic| panic_message(panic.as_ref()))
+            .and_then(|r| r);
         if outbox.send(result).is_err() {
             break;
         }
     }
 }
 
-/// Forward and backward of one shard on `device`.
-fn shard_step<M: ImageClassifier>(device: &Device, job: Job<M>) -> ShardResult {
+/// Forward and backward of one shard on `device`, finished on the device before it returns:
+/// the main thread reads the gradients from its own command stream.
+fn shard_step<M: ImageClassifier>(device: &Device, job: Job<M>) -> Result<ShardResult, String> {
     let model = job.model.fork(device);
     let images = job.images.to_device(device);
     let targets = job.targets.to_device(device);
@@ -224,11 +238,14 @@ fn shard_step<M: ImageClassifier>(device: &Device, job: Job<M>) -> ShardResult {
     let value = loss.clone().into_scalar::<f64>();
     let weighted = loss.mul_scalar(job.weight);
     let grads = GradientsParams::from_grads(weighted.backward(), &model);
-    ShardResult {
+    device
+        .sync()
+        .map_err(|e| format!("the device failed in backward: {e:?}"))?;
+    Ok(ShardResult {
         loss: value,
         weight: job.weight,
         grads,
-    }
+    })
 }
 
 #[cfg(test)]
