@@ -15,10 +15,10 @@
 //! pass's steps, loss, images/s and time left. For scripts: `--quiet` prints nothing but
 //! errors, `--json` one JSON object per epoch on stdout (the rest goes to stderr).
 //!
-//! Expected accuracy: **64.3%** on the test set after 20 epochs (measured on Flex, 2-core
-//! Intel Xeon, 47 min; the tutorial's PyTorch code reached 64.5% on the same machine in 15 min;
-//! see docs/results.md). The tutorial's plain `SGD(lr=0.01)` learns slowly at first: about
-//! 26% after one epoch, 50% after six.
+//! Expected accuracy: **64.47%** on the test set after 20 epochs, in 498.5 s of training on a
+//! 2-core Intel Xeon (the tutorial's PyTorch code: 64.53% in 773.1 s on the same machine; later
+//! re-runs 6–8 minutes, see docs/results.md). The tutorial's plain `SGD(lr=0.01)` learns slowly
+//! at first: about 26% after one epoch, 50% after six.
 //!
 //! Quick check (a 2,000-image subset, two epochs, about 45 s unoptimised):
 //!
