@@ -79,6 +79,8 @@ pub(crate) struct ShardFailure {
 /// The worker threads of a multi-device run, one per device (the first is the main device).
 pub(crate) struct Replicas<M> {
     workers: Vec<Worker<M>>,
+    /// The main device (the first), where the weights are updated.
+    main: Option<Device>,
 }
 
 impl<M: ImageClassifier> Replicas<M> {
@@ -102,7 +104,8 @@ impl<M: ImageClassifier> Replicas<M> {
                 }
             })
             .collect();
-        Self { workers }
+        let main = devices.first().map(|(device, _)| device.clone());
+        Self { workers, main }
     }
 
     /// Runs forward and backward for `images`/`targets` split over the devices; returns each
@@ -119,14 +122,14 @@ impl<M: ImageClassifier> Replicas<M> {
         let sizes = shard_sizes(batch, self.workers.len());
         // The replicas read the weights the last optimizer step wrote from other threads, and
         // a GPU runtime keeps one command stream per thread: wait for this thread's work first.
-        if let Some(main) = model.devices().first() {
+        if let Some(main) = &self.main {
             main.sync().map_err(|e| ShardFailure {
                 replica: 0,
                 device: self
                     .workers
                     .first()
                     .map_or_else(String::new, |w| w.description.clone()),
-                message: format!("the main device failed before the step: {e:?}"),
+                message: format!("the main device failed before the step: {e}"),
             })?;
         }
         let mut start = 0;
@@ -240,7 +243,7 @@ fn shard_step<M: ImageClassifier>(device: &Device, job: Job<M>) -> Result<ShardR
     let grads = GradientsParams::from_grads(weighted.backward(), &model);
     device
         .sync()
-        .map_err(|e| format!("the device failed in backward: {e:?}"))?;
+        .map_err(|e| format!("the device failed in backward: {e}"))?;
     Ok(ShardResult {
         loss: value,
         weight: job.weight,
