@@ -19,7 +19,8 @@
 use std::time::Instant;
 
 use torchlet::model::cpu::kernels::{
-    ConvGeometry, Isa, conv2d_pool2_backward, conv2d_pool2_forward, pooled_size,
+    ConvGeometry, Isa, conv2d_forward, conv2d_input_grad, conv2d_pool2_backward,
+    conv2d_pool2_forward, conv2d_weight_grad, pooled_size,
 };
 
 /// Best time of `iters` calls of `f` after one warm-up call, in ms; `None` if a call failed.
@@ -98,4 +99,98 @@ fn main() {
             cell(input_grad)
         );
     }
+    plain_layers(iters);
+}
+
+/// airbench94's convolutions at batch 256 (no pooling fused): its 2×2 whitening layer, then
+/// the two 3×3 `padding="same"` convolutions of each block, on the block's input size.
+fn plain_layers(iters: usize) {
+    println!(
+        "{:<28} {:>17} {:>17} {:>17}",
+        "airbench94 layer, batch 256", "forward", "weight gradient", "input gradient"
+    );
+    let layers = [
+        (3, 24, 32, 2, 0),
+        (24, 64, 31, 3, 1),
+        (64, 64, 15, 3, 1),
+        (64, 256, 15, 3, 1),
+        (256, 256, 7, 3, 1),
+        (256, 256, 3, 3, 1),
+    ];
+    for (c_in, c_out, side) in [(24, 64, 31), (64, 256, 15), (256, 256, 7)] {
+        pooled_layer(iters, c_in, c_out, side);
+    }
+    for (c_in, c_out, side, kernel, pad) in layers {
+        let g = ConvGeometry {
+            batch: 256,
+            c_in,
+            c_out,
+            height: side,
+            width: side,
+            kernel,
+            pad,
+        };
+        let x = values(g.batch * c_in * side * side, 1);
+        let w = values(c_out * c_in * kernel * kernel, 2);
+        let b = values(c_out, 3);
+        let out = g.batch * c_out * g.out_height() * g.out_width();
+        let (mut y, dy) = (vec![0.0; out], values(out, 4));
+        let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        let forward = best(iters, || conv2d_forward(&g, &x, &w, Some(&b), &mut y));
+        let weight_grad = best(iters, || conv2d_weight_grad(&g, &x, &dy, &mut dw));
+        let input_grad = best(iters, || conv2d_input_grad(&g, &dy, &w, &mut dx));
+        let gflop = 2.0 * (out * c_in * kernel * kernel) as f64 / 1e9;
+        let cell = |ms: Option<f64>| match ms {
+            Some(ms) => format!("{ms:6.2} ms {:4.0} GF/s", gflop / ms * 1e3),
+            None => "refused".to_string(),
+        };
+        println!(
+            "{:<28} {:>17} {:>17} {:>17}",
+            format!("conv {c_in}→{c_out} k{kernel}, {side}×{side}"),
+            cell(forward),
+            cell(weight_grad),
+            cell(input_grad)
+        );
+    }
+}
+
+/// One of airbench94's `conv 3×3 → max-pool 2` pairs at batch 256, fused.
+fn pooled_layer(iters: usize, c_in: usize, c_out: usize, side: usize) {
+    let g = ConvGeometry {
+        batch: 256,
+        c_in,
+        c_out,
+        height: side,
+        width: side,
+        kernel: 3,
+        pad: 1,
+    };
+    let x = values(g.batch * c_in * side * side, 1);
+    let w = values(c_out * c_in * 9, 2);
+    let (ph, pw) = pooled_size(&g);
+    let pooled = g.batch * c_out * ph * pw;
+    let (mut y, mut idx) = (vec![0.0; pooled], vec![0u8; pooled]);
+    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+    let forward = best(iters, || {
+        conv2d_pool2_forward(&g, &x, &w, None, &mut y, &mut idx)
+    });
+    let dy = values(pooled, 4);
+    let weight_grad = best(iters, || {
+        conv2d_pool2_backward(&g, &x, &w, &dy, &idx, None, Some(&mut dw), None)
+    });
+    let input_grad = best(iters, || {
+        conv2d_pool2_backward(&g, &x, &w, &dy, &idx, Some(&mut dx), None, None)
+    });
+    let gflop = 2.0 * (g.batch * c_out * c_in * 9 * side * side) as f64 / 1e9;
+    let cell = |ms: Option<f64>| match ms {
+        Some(ms) => format!("{ms:6.2} ms {:4.0} GF/s", gflop / ms * 1e3),
+        None => "refused".to_string(),
+    };
+    println!(
+        "{:<28} {:>17} {:>17} {:>17}",
+        format!("conv {c_in}→{c_out} + pool, {side}×{side}"),
+        cell(forward),
+        cell(weight_grad),
+        cell(input_grad)
+    );
 }

@@ -16,7 +16,10 @@ use torchlet::burn::module::Module;
 use torchlet::burn::nn::loss::CrossEntropyLossConfig;
 use torchlet::burn::optim::{GradientsParams, SgdConfig};
 use torchlet::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use torchlet::model::{CpuKernels, LinearBaselineConfig, Model, ModelConfig, SeedConvNetConfig};
+use torchlet::model::zoo::{Airbench94Config, Resnet18Config, Vgg11Config};
+use torchlet::model::{
+    CpuKernels, LinearBaselineConfig, Model, ModelConfig, SeedConvNetConfig, cpu,
+};
 
 /// Runs `f` `iters` times after `warmup` runs; returns (best, median) seconds per call.
 fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64) {
@@ -72,6 +75,11 @@ fn train_step(config: &ModelConfig, device: &Device, n: usize, iters: usize) -> 
     })
 }
 
+/// A case name built at run time, kept for the whole (short) program.
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     // `cargo bench --bench model -- <text>` runs only the cases whose name contains <text>;
@@ -111,6 +119,11 @@ fn main() {
         .with_cpu_kernels(Some(CpuKernels::Burn))
         .into();
     let linear: ModelConfig = LinearBaselineConfig::new().into();
+    let zoo: [(&str, ModelConfig, &[usize]); 3] = [
+        ("Airbench94", Airbench94Config::new().into(), &[256, 1024]),
+        ("Resnet18", Resnet18Config::new().into(), &[128]),
+        ("Vgg11", Vgg11Config::new().into(), &[128]),
+    ];
     for (name, device) in &devices {
         // NdArray's conv backward is very slow: fewer iterations there.
         let it = if *name == "ndarray" {
@@ -124,6 +137,26 @@ fn main() {
             ("SeedConvNet train step, batch 64", &conv, 64, true),
             ("LinearBaseline train step, batch 64", &linear, 64, true),
         ];
+        // The model zoo: `torchlet::nn` layers, which pick torchlet's kernels by themselves.
+        // (Flex only: NdArray takes minutes a step. A smoke run takes 8 images.)
+        for (model, config, batches) in zoo.iter().filter(|_| *name == "flex") {
+            for n in batches.iter().map(|&n| if full { n } else { n.min(8) }) {
+                cases.push((
+                    leak(format!("{model} train step, batch {n}")),
+                    config,
+                    n,
+                    true,
+                ));
+                if *name == "flex" {
+                    cases.push((
+                        leak(format!("{model} (Burn conv) train step, batch {n}")),
+                        config,
+                        n,
+                        true,
+                    ));
+                }
+            }
+        }
         if *name == "flex" {
             // Burn's own Conv2d on the same device, for comparison.
             cases.extend([
@@ -152,6 +185,12 @@ fn main() {
             if !wanted(&label) {
                 continue;
             }
+            // Burn's conv2d in every `torchlet::nn` layer for the "(Burn conv)" cases.
+            cpu::set_layer_kernels(if case.contains("(Burn conv)") {
+                CpuKernels::Burn
+            } else {
+                CpuKernels::Auto
+            });
             let (best, median) = if train {
                 train_step(config, device, n, it)
             } else {

@@ -155,8 +155,8 @@ struct Args {
     /// Number of recent checkpoints kept (the best one is kept as well).
     #[arg(long)]
     keep_last: Option<usize>,
-    /// Run the conv net's convolutions on Burn's own Conv2d instead of torchlet's CPU kernels
-    /// (for comparison: same results within float rounding, several times slower on Flex).
+    /// Run every convolution on Burn's own conv2d instead of torchlet's CPU kernels (for
+    /// comparison: same results within float rounding, slower on Flex).
     #[arg(long)]
     burn_kernels: bool,
     /// At the end, write the final model as ONNX to RUN/model.onnx (needs the `onnx`
@@ -393,6 +393,10 @@ fn apply_flags(args: &Args, config: &mut TrainConfig) -> Result<()> {
     }
     if let ModelConfig::Conv(conv) = &mut config.model {
         conv.cpu_kernels = args.burn_kernels.then_some(CpuKernels::Burn);
+    }
+    if args.burn_kernels {
+        // The layers of `torchlet::nn` (the model zoo, your own networks) too.
+        torchlet::model::cpu::set_layer_kernels(CpuKernels::Burn);
     }
     if let Some(name) = &args.optimizer {
         let lr = config.optimizer.lr();

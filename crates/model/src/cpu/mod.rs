@@ -39,8 +39,52 @@ use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, ba
 use burn::tensor::{Bytes, Device, Shape, Tensor};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::CpuKernels;
 
 use kernels::ConvGeometry;
+
+/// `TORCHLET_CPU_KERNELS` not yet read.
+const KERNELS_UNSET: u8 = 0;
+/// [`CpuKernels::Auto`] for the layers.
+const KERNELS_AUTO: u8 = 1;
+/// [`CpuKernels::Burn`] for the layers.
+const KERNELS_BURN: u8 = 2;
+
+/// What [`layer_kernels`] returns; read from `TORCHLET_CPU_KERNELS` on first use.
+static LAYER_KERNELS: AtomicU8 = AtomicU8::new(KERNELS_UNSET);
+
+/// Which convolution the layers of [`crate::nn`] run on a Flex device, for the whole process
+/// (like PyTorch's `torch.backends.mkldnn.enabled`): [`CpuKernels::Auto`], torchlet's kernels
+/// wherever they apply (the default), or [`CpuKernels::Burn`], Burn's `conv2d` always, for
+/// comparison. The first call reads `TORCHLET_CPU_KERNELS` (`burn` or `auto`; any other
+/// value, or none, is `auto`); [`set_layer_kernels`] overrides it.
+pub fn layer_kernels() -> CpuKernels {
+    match LAYER_KERNELS.load(Ordering::Relaxed) {
+        KERNELS_AUTO => CpuKernels::Auto,
+        KERNELS_BURN => CpuKernels::Burn,
+        _ => {
+            let burn = std::env::var("TORCHLET_CPU_KERNELS").is_ok_and(|v| v == "burn");
+            let kernels = if burn {
+                CpuKernels::Burn
+            } else {
+                CpuKernels::Auto
+            };
+            set_layer_kernels(kernels);
+            kernels
+        }
+    }
+}
+
+/// Sets [`layer_kernels`] for the whole process (a switch such as `--burn-kernels`).
+pub fn set_layer_kernels(kernels: CpuKernels) {
+    let value = match kernels {
+        CpuKernels::Auto => KERNELS_AUTO,
+        CpuKernels::Burn => KERNELS_BURN,
+    };
+    LAYER_KERNELS.store(value, Ordering::Relaxed);
+}
 
 /// Whether `device` runs on Flex (with or without autodiff), where [`conv2d`] works.
 pub fn supports(device: &Device) -> bool {
@@ -58,14 +102,30 @@ pub fn supports(device: &Device) -> bool {
 /// not on a Flex device, not `f32`, or their shapes do not fit together; callers then use
 /// Burn's `conv2d`.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, pad: usize) -> Option<Tensor<4>> {
-    accepts(&x, &weight, &bias, pad).then(|| {
-        Tensor::from_dispatch(<Dispatch as CpuConvBackend>::torchlet_conv2d(
+    try_conv2d(x, weight, bias, pad).ok()
+}
+
+/// [`conv2d`], giving `x` back (`Err`) instead of `None` when it declines, so that the caller
+/// can run Burn's `conv2d` on it without having cloned it.
+// Both variants are the same tensor handle, given back either way.
+#[allow(clippy::result_large_err)]
+pub fn try_conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    pad: usize,
+) -> Result<Tensor<4>, Tensor<4>> {
+    if !accepts(&x, &weight, &bias, pad) {
+        return Err(x);
+    }
+    Ok(Tensor::from_dispatch(
+        <Dispatch as CpuConvBackend>::torchlet_conv2d(
             x.into_dispatch(),
             weight.into_dispatch(),
             bias.into_dispatch(),
             pad,
-        ))
-    })
+        ),
+    ))
 }
 
 /// [`conv2d`] followed by 2×2 max-pooling (stride 2, floor), fused: the convolution's output
@@ -79,14 +139,28 @@ pub fn conv2d_pool2(
     bias: Tensor<1>,
     pad: usize,
 ) -> Option<Tensor<4>> {
-    accepts(&x, &weight, &bias, pad).then(|| {
-        Tensor::from_dispatch(<Dispatch as CpuConvBackend>::torchlet_conv2d_pool2(
+    try_conv2d_pool2(x, weight, bias, pad).ok()
+}
+
+/// [`conv2d_pool2`], giving `x` back (`Err`) when it declines.
+#[allow(clippy::result_large_err)]
+pub fn try_conv2d_pool2(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    pad: usize,
+) -> Result<Tensor<4>, Tensor<4>> {
+    if !accepts(&x, &weight, &bias, pad) {
+        return Err(x);
+    }
+    Ok(Tensor::from_dispatch(
+        <Dispatch as CpuConvBackend>::torchlet_conv2d_pool2(
             x.into_dispatch(),
             weight.into_dispatch(),
             bias.into_dispatch(),
             pad,
-        ))
-    })
+        ),
+    ))
 }
 
 /// Three [`conv2d_pool2`] blocks (the tutorial's feature extractor), each optionally followed

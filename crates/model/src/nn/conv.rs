@@ -3,6 +3,8 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
+use burn::nn::PaddingConfig2d;
+use burn::nn::pool::MaxPool2d;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
@@ -167,7 +169,17 @@ impl Conv2d {
     /// Convolves `[batch, in_channels, height, width]` into
     /// `[batch, out_channels, height_out, width_out]`, where
     /// `out = (in + pad_begin + pad_end - dilation * (kernel - 1) - 1) / stride + 1`.
+    ///
+    /// On a Flex device, a square kernel with stride 1, no dilation and the same padding on
+    /// every side runs on torchlet's CPU kernels ([`crate::cpu::conv2d`]) unless
+    /// [`crate::cpu::layer_kernels`] says Burn; everything else runs Burn's `conv2d`. Both
+    /// give the same values (within rounding).
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        let input = match self.forward_cpu(input) {
+            Ok(output) => return output,
+            Err(input) => input,
+        };
         let options = ConvOptions::new_with_padding(
             self.stride,
             self.padding.pairs(self.kernel_size(), self.dilation),
@@ -180,6 +192,66 @@ impl Conv2d {
             self.bias.as_ref().map(Param::val),
             options,
         )
+    }
+
+    /// `pool.forward(self.forward(input))`, fused into one op on torchlet's CPU kernels
+    /// ([`crate::cpu::conv2d_pool2`]) where the convolution runs on them and `pool` is a 2×2
+    /// max-pooling with stride 2 (`nn.MaxPool2d(2)`): the convolution's output is never
+    /// stored, and its backward pass reads only the windows' maxima. Otherwise the two layers
+    /// one after the other.
+    pub fn forward_max_pool(&self, pool: &MaxPool2d, input: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        let input = if pool.kernel_size == [2, 2]
+            && pool.stride == [2, 2]
+            && pool.dilation == [1, 1]
+            && !pool.ceil_mode
+            && matches!(pool.padding, PaddingConfig2d::Valid)
+        {
+            match self.cpu_inputs() {
+                Some((weight, bias, pad)) => {
+                    match crate::cpu::try_conv2d_pool2(input, weight, bias, pad) {
+                        Ok(output) => return output,
+                        Err(input) => input,
+                    }
+                }
+                None => input,
+            }
+        } else {
+            input
+        };
+        pool.forward(self.forward(input))
+    }
+
+    /// Weight, bias (zeros if the layer has none) and padding for torchlet's CPU kernels, if
+    /// they may run this layer (they still decline tensors not on Flex).
+    #[cfg(feature = "flex")]
+    fn cpu_inputs(&self) -> Option<(Tensor<4>, Tensor<1>, usize)> {
+        let [kh, kw] = self.kernel_size();
+        let [(top, bottom), (left, right)] = self.padding.pairs([kh, kw], self.dilation);
+        let square = kh == kw && [bottom, left, right] == [top; 3];
+        if !square
+            || self.stride != [1, 1]
+            || self.dilation != [1, 1]
+            || crate::cpu::layer_kernels() != crate::CpuKernels::Auto
+        {
+            return None;
+        }
+        let weight = self.weight.val();
+        let bias = match &self.bias {
+            Some(bias) => bias.val(),
+            None => Tensor::zeros([self.out_channels()], &weight.device()),
+        };
+        Some((weight, bias, top))
+    }
+
+    /// The convolution on torchlet's CPU kernels, or the input back when they do not apply.
+    #[cfg(feature = "flex")]
+    #[allow(clippy::result_large_err)]
+    fn forward_cpu(&self, input: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
+        match self.cpu_inputs() {
+            Some((weight, bias, pad)) => crate::cpu::try_conv2d(input, weight, bias, pad),
+            None => Err(input),
+        }
     }
 
     /// `[height, width]` of the kernel.

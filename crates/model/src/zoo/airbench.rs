@@ -171,7 +171,7 @@ impl ConvGroup {
     /// `[batch, in, h, w]` → `[batch, out, h / 2, w / 2]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // [batch, out, h, w] -> [batch, out, h / 2, w / 2]
-        let x = self.pool.forward(self.conv1.forward(x));
+        let x = self.conv1.forward_max_pool(&self.pool, x);
         let x = self.activ.forward(self.norm1.forward(x));
         self.activ
             .forward(self.norm2.forward(self.conv2.forward(x)))
