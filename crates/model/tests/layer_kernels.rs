@@ -210,3 +210,33 @@ fn inference_without_autodiff_takes_the_same_road() {
     let burn = values(burn_conv(&conv, x));
     assert!(rel_diff(&ours, &burn) <= TOLERANCE);
 }
+
+#[test]
+fn gelu_matches_burns_forward_and_backward() {
+    use burn::tensor::activation::gelu;
+    use torchlet_model::nn::GELU;
+    let device = Device::flex().autodiff();
+    // About [-4, 4), and a transposed view (not contiguous) of it.
+    let base = det([3, 5, 7, 11], 10, &device).mul_scalar(4.0);
+    for x in [base.clone(), base.swap_dims(2, 3)] {
+        let dims = x.dims();
+        let r = det(dims, 11, &device);
+        let grads_of = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+            let x = x.clone().require_grad();
+            let y = f(x.clone());
+            let grads = (y.clone() * r.clone()).sum().backward();
+            (values(y.inner()), values(x.grad(&grads).unwrap()))
+        };
+        let (y_ours, dx_ours) = grads_of(&|x| GELU::new().forward(x));
+        let (y_burn, dx_burn) = grads_of(&|x| gelu(x));
+        assert!(rel_diff(&y_ours, &y_burn) <= TOLERANCE, "{dims:?}: output");
+        assert!(
+            rel_diff(&dx_ours, &dx_burn) <= TOLERANCE,
+            "{dims:?}: gradient"
+        );
+    }
+    // NaN stays NaN.
+    let nan = Tensor::<1>::from_data(TensorData::new(vec![f32::NAN, 1.0], [2]), &device);
+    let y = values_of(GELU::new().forward(nan).inner());
+    assert!(y[0].is_nan() && (y[1] - 0.841_344_7).abs() < 1e-6, "{y:?}");
+}

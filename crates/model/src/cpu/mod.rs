@@ -29,6 +29,10 @@
 
 pub mod kernels;
 
+mod gelu;
+
+pub use gelu::{CpuGeluBackend, try_gelu};
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
