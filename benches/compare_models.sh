@@ -6,8 +6,9 @@
 #     python: an interpreter with torch (default python3)
 #     filter: only torchlet cases whose name contains it, e.g. `flex` (NdArray takes minutes)
 #
-#   ROUNDS=5 benches/compare_models.sh [python]
-#     The conv net only (torchlet's Flex kernels against both PyTorch layouts), in 5 rounds
+#   ROUNDS=5 [MODELS="Airbench94 Resnet18 Vgg11"] benches/compare_models.sh [python]
+#     The conv net only, or the named networks (MODELS: the model zoo's training steps, on
+#     torchlet's kernels and on Burn's conv2d, against both PyTorch layouts), in 5 rounds
 #     that alternate which side goes first, then the ratio of each round and their median
 #     (benches/compare_summary.py): on a machine whose speed drifts from minute to minute,
 #     the ratios of short, interleaved rounds are steadier than one long run of each side.
@@ -25,11 +26,19 @@ if [ "$rounds" -le 1 ]; then
   "$py" benches/pytorch_model.py --threads "$threads"
   exit 0
 fi
+models="${MODELS:-SeedConvNet}"
 torchlet() {
-  cargo bench --profile dev --features "$features" --bench model -- "flex: SeedConvNet" '!Burn conv' 2>&1 | grep -Ev '^\s*(Compiling|Finished|Running)'
+  for model in $models; do
+    if [ "$model" = SeedConvNet ]; then
+      cargo bench --profile dev --features "$features" --bench model -- "flex: SeedConvNet" '!Burn conv'
+    else
+      cargo bench --profile dev --features "$features" --bench model -- "flex: $model"
+    fi 2>&1 | grep -Ev '^\s*(Compiling|Finished|Running)'
+  done
 }
 pytorch() {
-  "$py" benches/pytorch_model.py --threads "$threads" --models SeedConvNet
+  # shellcheck disable=SC2086 # one argument per model
+  "$py" benches/pytorch_model.py --threads "$threads" --iters "${TORCHLET_BENCH_ITERS:-20}" --models $models
 }
 log="$(mktemp)"
 trap 'rm -f "$log" "$log.build"' EXIT

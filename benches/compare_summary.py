@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Ratios of torchlet's conv-net figures to PyTorch's, round by round, from the log of
-`ROUNDS=<n> benches/compare_models.sh`: each round's torchlet/PyTorch ratio (best to best,
-median to median), then the median over the rounds.
+"""Ratios of torchlet's figures to PyTorch's, round by round, from the log of
+`ROUNDS=<n> [MODELS=...] benches/compare_models.sh`: each round's torchlet/PyTorch ratio
+(best to best, median to median), then the median over the rounds, for every network and
+case both sides measured ("(Burn conv)" rows: torchlet on Burn's conv2d).
 
     python3 benches/compare_summary.py LOG
 """
@@ -9,8 +10,8 @@ import re
 import statistics
 import sys
 
-CASES = ["train step, batch 64", "inference, batch 64", "inference, batch 1000"]
-ROW = re.compile(r"^(flex|pytorch contiguous|pytorch channels_last): SeedConvNet (.+?)\s+(\d+)\s+(\d+)\s*$")
+ROW = re.compile(r"^(flex|pytorch contiguous|pytorch channels_last): (\w+) (.+?)\s+(\d+)\s+(\d+)\s*$")
+BURN = "(Burn conv) "
 
 
 def rounds(lines):
@@ -21,7 +22,8 @@ def rounds(lines):
             out.append({})
         m = ROW.match(line)
         if m and out:
-            out[-1][(m.group(1), m.group(2))] = (int(m.group(3)), int(m.group(4)))
+            key = (m.group(1), f"{m.group(2)} {m.group(3)}")
+            out[-1][key] = (int(m.group(4)), int(m.group(5)))
     return out
 
 
@@ -29,17 +31,19 @@ def main():
     with open(sys.argv[1]) as f:
         rs = rounds(f.read().splitlines())
     print(f"\n{len(rs)} rounds; torchlet / PyTorch, best to best (median to median)")
-    for case in CASES:
+    cases = sorted({case for r in rs for side, case in r if side == "flex"})
+    for case in cases:
+        theirs = case.replace(BURN, "")
         for side, name in [("pytorch contiguous", "default layout"),
                            ("pytorch channels_last", "channels_last")]:
-            pairs = [(r[("flex", case)], r[(side, case)]) for r in rs
-                     if ("flex", case) in r and (side, case) in r]
+            pairs = [(r[("flex", case)], r[(side, theirs)]) for r in rs
+                     if ("flex", case) in r and (side, theirs) in r]
             if not pairs:
                 continue
             best = [t[0] / p[0] for t, p in pairs]
             median = [t[1] / p[1] for t, p in pairs]
             per_round = ", ".join(f"{b:.2f} ({m:.2f})" for b, m in zip(best, median))
-            print(f"{case:<22} vs {name:<15} median {statistics.median(best):.2f}x "
+            print(f"{case:<46} vs {name:<15} median {statistics.median(best):.2f}x "
                   f"({statistics.median(median):.2f}x); rounds: {per_round}")
 
 

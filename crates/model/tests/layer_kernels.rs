@@ -240,3 +240,80 @@ fn gelu_matches_burns_forward_and_backward() {
     let y = values_of(GELU::new().forward(nan).inner());
     assert!(y[0].is_nan() && (y[1] - 0.841_344_7).abs() < 1e-6, "{y:?}");
 }
+
+#[test]
+fn batch_norm_training_matches_burns_op_and_running_statistics() {
+    use burn::tensor::module::batch_norm_train;
+    use torchlet_model::nn::{BatchNorm2d, BatchNorm2dConfig};
+    let device = Device::flex().autodiff();
+    // Odd sizes; a mean far from zero (3 + ...) so a one-pass variance would lose digits.
+    for (n, c, h, w) in [
+        (3usize, 5usize, 7usize, 9usize),
+        (2, 24, 31, 31),
+        (4, 64, 1, 1),
+    ] {
+        let x = det([n, c, h, w], 12, &device)
+            .mul_scalar(2.0)
+            .add_scalar(3.0);
+        let r = det([n, c, h, w], 13, &device);
+        let bn: BatchNorm2d = BatchNorm2dConfig::new(c).with_momentum(0.4).init(&device);
+        let gamma = det([c], 14, &device).add_scalar(1.5);
+        let beta = det([c], 15, &device);
+        let bn = BatchNorm2d {
+            gamma: Param::from_tensor(gamma.clone()),
+            beta: Param::from_tensor(beta.clone()),
+            ..bn
+        };
+        // Ours, through the layer.
+        let xg = x.clone().require_grad();
+        let y = bn.forward(xg.clone());
+        let grads = (y.clone() * r.clone()).sum().backward();
+        let ours = [
+            values(y.inner()),
+            values(xg.grad(&grads).unwrap()),
+            values_of(bn.gamma.val().grad(&grads).unwrap()),
+            values_of(bn.beta.val().grad(&grads).unwrap()),
+        ];
+        // Burn's op on the same tensors.
+        let (xb, gb, bb) = (
+            x.clone().require_grad(),
+            gamma.require_grad(),
+            beta.require_grad(),
+        );
+        let out = batch_norm_train(xb.clone(), gb.clone(), bb.clone(), 1e-5);
+        let grads = (out.output.clone() * r).sum().backward();
+        let burn = [
+            values(out.output.inner()),
+            values(xb.grad(&grads).unwrap()),
+            values_of(gb.grad(&grads).unwrap()),
+            values_of(bb.grad(&grads).unwrap()),
+        ];
+        let what = format!("batch norm [{n}, {c}, {h}, {w}]");
+        for (name, (a, b)) in ["output", "input grad", "gamma grad", "beta grad"]
+            .iter()
+            .zip(ours.iter().zip(&burn))
+        {
+            let d = rel_diff(a, b);
+            assert!(d <= TOLERANCE, "{what}: {name}: max relative |Δ| {d}");
+        }
+        // Running statistics: 0.6 · (0, 1) + 0.4 · (batch mean, biased batch variance).
+        let mean = values_of(bn.running_mean.value_sync());
+        let var = values_of(bn.running_var.value_sync());
+        let expect_mean: Vec<f32> = values_of(out.mean.inner())
+            .iter()
+            .map(|m| 0.4 * m)
+            .collect();
+        let expect_var: Vec<f32> = values_of(out.variance.inner())
+            .iter()
+            .map(|v| 0.6 + 0.4 * v)
+            .collect();
+        assert!(
+            rel_diff(&mean, &expect_mean) <= TOLERANCE,
+            "{what}: running mean"
+        );
+        assert!(
+            rel_diff(&var, &expect_var) <= TOLERANCE,
+            "{what}: running var"
+        );
+    }
+}

@@ -29,8 +29,10 @@
 
 pub mod kernels;
 
+mod batch_norm;
 mod gelu;
 
+pub use batch_norm::{BatchNormTrainOutput, CpuBatchNormBackend, try_batch_norm_train};
 pub use gelu::{CpuGeluBackend, try_gelu};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

@@ -207,7 +207,7 @@ impl Conv2d {
             && !pool.ceil_mode
             && matches!(pool.padding, PaddingConfig2d::Valid)
         {
-            match self.cpu_inputs() {
+            match self.cpu_inputs(&input) {
                 Some((weight, bias, pad)) => {
                     match crate::cpu::try_conv2d_pool2(input, weight, bias, pad) {
                         Ok(output) => return output,
@@ -225,7 +225,11 @@ impl Conv2d {
     /// Weight, bias (zeros if the layer has none) and padding for torchlet's CPU kernels, if
     /// they may run this layer (they still decline tensors not on Flex).
     #[cfg(feature = "flex")]
-    fn cpu_inputs(&self) -> Option<(Tensor<4>, Tensor<1>, usize)> {
+    fn cpu_inputs(&self, input: &Tensor<4>) -> Option<(Tensor<4>, Tensor<1>, usize)> {
+        // Nothing is created on other devices (an ONNX capture records every tensor made).
+        if !crate::cpu::supports(&input.device()) {
+            return None;
+        }
         let [kh, kw] = self.kernel_size();
         let [(top, bottom), (left, right)] = self.padding.pairs([kh, kw], self.dilation);
         let square = kh == kw && [bottom, left, right] == [top; 3];
@@ -248,7 +252,7 @@ impl Conv2d {
     #[cfg(feature = "flex")]
     #[allow(clippy::result_large_err)]
     fn forward_cpu(&self, input: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
-        match self.cpu_inputs() {
+        match self.cpu_inputs(&input) {
             Some((weight, bias, pad)) => crate::cpu::try_conv2d(input, weight, bias, pad),
             None => Err(input),
         }

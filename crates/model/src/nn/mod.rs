@@ -34,7 +34,7 @@
 //!
 //! | here | Burn | notes |
 //! |---|---|---|
-//! | [`BatchNorm2d`] | `BatchNorm` | same momentum convention as PyTorch (`running = (1 - m) * running + m * batch`, default 0.1); parameters `gamma`/`beta`, saved as PyTorch's `weight`/`bias` by [`crate::interop`] |
+//! | [`BatchNorm2d`] | `BatchNorm` (same fields; faster training pass on Flex) | same momentum convention as PyTorch (`running = (1 - m) * running + m * batch`, default 0.1); parameters `gamma`/`beta`, saved as PyTorch's `weight`/`bias` by [`crate::interop`] |
 //! | [`MaxPool2d`], [`AvgPool2d`], [`AdaptiveAvgPool2d`] | the same | `MaxPool2dConfig::new([k, k])` strides by `k` like `nn.MaxPool2d(k)` |
 //! | [`ReLU`], [`GELU`] | `Relu`, `Gelu` | `GELU::new()` is the exact (erf) form, PyTorch's default |
 //! | [`Dropout`], [`Linear`] | the same | `Linear` keeps its weight `[in, out]`; interop transposes it |
@@ -61,7 +61,7 @@ pub use activation::{GELU, ReLU};
 pub use block::{BasicBlock, BasicBlockConfig, ShortcutLayer};
 pub use conv::{Conv2d, Conv2dConfig, Padding};
 pub use linear::{Dropout, DropoutConfig, Flatten, Linear, LinearConfig};
-pub use norm::{BatchNorm2d, BatchNorm2dConfig, batch_norm2d};
+pub use norm::{BatchNorm, BatchNorm2d, BatchNorm2dConfig, batch_norm2d};
 pub use pool::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d,
     MaxPool2dConfig,
