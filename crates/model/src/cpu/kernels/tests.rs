@@ -66,7 +66,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Odd sizes on purpose: channels that are not multiples of any tile, widths that are not
 /// multiples of MR, padding larger than the kernel's half, more images than tasks.
-const GEOMETRIES: [ConvGeometry; 5] = [
+const GEOMETRIES: [ConvGeometry; 6] = [
     ConvGeometry {
         batch: 3,
         c_in: 3,
@@ -113,6 +113,16 @@ const GEOMETRIES: [ConvGeometry; 5] = [
         kernel: 5,
         pad: 2,
     },
+    // A 2 × 2 map: several images share each pass over the weights, with a remainder.
+    ConvGeometry {
+        batch: 19,
+        c_in: 16,
+        c_out: 40,
+        height: 2,
+        width: 2,
+        kernel: 3,
+        pad: 1,
+    },
 ];
 
 #[test]
@@ -145,7 +155,7 @@ fn forward_matches_the_definition() {
 #[test]
 fn gradients_match_the_definition() {
     let mut seed = 2;
-    for g in &GEOMETRIES[..3] {
+    for g in GEOMETRIES[..3].iter().chain(&GEOMETRIES[5..]) {
         let x = values(g.batch * g.c_in * g.height * g.width, &mut seed);
         let w = values(g.c_out * g.c_in * g.kernel * g.kernel, &mut seed);
         let dy = values(
