@@ -102,14 +102,18 @@ fn main() {
     plain_layers(iters);
 }
 
-/// airbench94's convolutions at batch 256 (no pooling fused): its 2×2 whitening layer, then
-/// the two 3×3 `padding="same"` convolutions of each block, on the block's input size.
+/// airbench94's convolutions at batch 256: the three `conv 3×3 → max-pool 2` pairs fused, its
+/// 2×2 whitening layer, and each distinct 3×3 `padding="same"` convolution on its input
+/// size; then VGG-11's convolutions at batch 128.
 fn plain_layers(iters: usize) {
     println!(
         "{:<28} {:>17} {:>17} {:>17}",
         "airbench94 layer, batch 256", "forward", "weight gradient", "input gradient"
     );
-    let layers = [
+    for (c_in, c_out, side) in [(24, 64, 31), (64, 256, 15), (256, 256, 7)] {
+        pooled_layer(iters, c_in, c_out, side);
+    }
+    let airbench = [
         (3, 24, 32, 2, 0),
         (24, 64, 31, 3, 1),
         (64, 64, 15, 3, 1),
@@ -117,12 +121,28 @@ fn plain_layers(iters: usize) {
         (256, 256, 7, 3, 1),
         (256, 256, 3, 3, 1),
     ];
-    for (c_in, c_out, side) in [(24, 64, 31), (64, 256, 15), (256, 256, 7)] {
-        pooled_layer(iters, c_in, c_out, side);
-    }
-    for (c_in, c_out, side, kernel, pad) in layers {
+    dense_layers(iters, 256, &airbench);
+    println!(
+        "{:<28} {:>17} {:>17} {:>17}",
+        "VGG-11 layer, batch 128", "forward", "weight gradient", "input gradient"
+    );
+    let vgg = [
+        (3, 64, 32, 3, 1),
+        (64, 128, 16, 3, 1),
+        (128, 256, 8, 3, 1),
+        (256, 256, 8, 3, 1),
+        (256, 512, 4, 3, 1),
+        (512, 512, 4, 3, 1),
+        (512, 512, 2, 3, 1),
+    ];
+    dense_layers(iters, 128, &vgg);
+}
+
+/// One row per `(c_in, c_out, side, kernel, pad)` convolution at `batch`.
+fn dense_layers(iters: usize, batch: usize, layers: &[(usize, usize, usize, usize, usize)]) {
+    for &(c_in, c_out, side, kernel, pad) in layers {
         let g = ConvGeometry {
-            batch: 256,
+            batch,
             c_in,
             c_out,
             height: side,

@@ -1,18 +1,23 @@
-//! torchlet's own CPU kernels for the conv net's layers, used on Burn's Flex backend.
+//! torchlet's own CPU ops for convolutional networks, used on Burn's Flex backend.
 //!
-//! Burn 0.22.1's Flex backend runs the tutorial's 5×5 convolutions (forward, input gradient and
-//! weight gradient) and its 2×2 max-pooling at a fraction of the CPU's speed. This module
-//! replaces exactly those ops with [`kernels`] (implicit-GEMM convolutions on a register-tiled
+//! Burn 0.22.1's Flex backend runs convolutions (forward, and a backward through its generic
+//! fallback), max-pooling, batch norm and GELU at a fraction of the CPU's speed. This module
+//! replaces those ops with [`kernels`] (implicit-GEMM convolutions on a register-tiled
 //! AVX-512 / AVX2 micro-kernel, the pooling fused into them, images split over rayon's
-//! threads) and wires them into Burn through its backend extension API: [`conv2d`],
-//! [`conv2d_pool2`] and [`conv_pool_stack3`] (the three blocks of the tutorial's network in
-//! one op) are differentiable ops on Flex and on `Autodiff<Flex>`, with a hand-written
-//! backward pass. Everything else (linear layers, loss, autodiff, optimizer) stays Burn's.
+//! threads) and with one-pass batch norm and GELU, wired into Burn through its backend
+//! extension API: [`conv2d`], [`conv2d_pool2`], [`conv_pool_stack3`] (the three blocks of the
+//! tutorial's network in one op), [`try_batch_norm_train`] and [`try_gelu`] are
+//! differentiable ops on Flex and on `Autodiff<Flex>`, with a hand-written backward pass.
+//! Everything else (linear layers, loss, autodiff, optimizer) stays Burn's.
 //!
-//! [`SeedConvNet`](crate::SeedConvNet) uses them by default on a Flex device
-//! ([`CpuKernels::Auto`](crate::CpuKernels)): [`conv_pool_stack3`] without batch norm,
-//! [`conv2d`] (then Burn's batch norm and pooling) with it. [`CpuKernels::Burn`](crate::CpuKernels)
-//! keeps Burn's own `Conv2d` for comparison.
+//! The layers of [`crate::nn`] ([`Conv2d`](crate::nn::Conv2d),
+//! [`BatchNorm2d`](crate::nn::BatchNorm2d), [`GELU`](crate::nn::GELU)) choose these ops by
+//! themselves on a Flex device, so the model zoo and any network written with them run on
+//! them; [`set_layer_kernels`]`(CpuKernels::Burn)` (or `TORCHLET_CPU_KERNELS=burn`) keeps
+//! Burn's ops everywhere for comparison. [`SeedConvNet`](crate::SeedConvNet), written with
+//! Burn's layers, has its own switch ([`CpuKernels`](crate::CpuKernels) in its config):
+//! [`conv_pool_stack3`] without batch norm, [`conv2d`] (then Burn's batch norm and pooling)
+//! with it.
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};

@@ -34,17 +34,24 @@
 //!
 //! | here | Burn | notes |
 //! |---|---|---|
-//! | [`BatchNorm2d`] | `BatchNorm` (same fields; faster training pass on Flex) | same momentum convention as PyTorch (`running = (1 - m) * running + m * batch`, default 0.1); parameters `gamma`/`beta`, saved as PyTorch's `weight`/`bias` by [`crate::interop`] |
 //! | [`MaxPool2d`], [`AvgPool2d`], [`AdaptiveAvgPool2d`] | the same | `MaxPool2dConfig::new([k, k])` strides by `k` like `nn.MaxPool2d(k)` |
-//! | [`ReLU`], [`GELU`] | `Relu`, `Gelu` | `GELU::new()` is the exact (erf) form, PyTorch's default |
+//! | [`ReLU`] | `Relu` | |
 //! | [`Dropout`], [`Linear`] | the same | `Linear` keeps its weight `[in, out]`; interop transposes it |
 //!
 //! Written here:
 //!
 //! * [`Conv2d`]: a convolution with exactly PyTorch's parameters (`weight`, optional `bias`)
 //!   and PyTorch's `padding="same"` (stride 1, extra padding at the end for even kernels).
-//!   Its forward pass is one function ([`Conv2d::forward`]), the place where torchlet's own
-//!   CPU kernels can take over.
+//!   Its forward pass is one function ([`Conv2d::forward`]), which runs torchlet's own CPU
+//!   kernels ([`crate::cpu`]) on a Flex device for a square kernel, stride 1 and the same
+//!   padding on every side, and Burn's `conv2d` otherwise; [`Conv2d::forward_max_pool`]
+//!   fuses a following `MaxPool2d(2)` into it.
+//! * [`BatchNorm2d`]: Burn's `BatchNorm` (the same fields, so the same keys, records and
+//!   momentum convention, `running = (1 - m) * running + m * batch`, default 0.1; `gamma` /
+//!   `beta`, saved as PyTorch's `weight` / `bias` by [`crate::interop`]), whose training pass
+//!   runs on torchlet's CPU path on Flex.
+//! * [`GELU`]: Burn's `Gelu` (`GELU::new()` is the exact erf form, PyTorch's default), the
+//!   exact form on torchlet's CPU path on Flex.
 //! * [`Flatten`]: `nn.Flatten()` as a module (`[B, C, H, W] → [B, C·H·W]`); Burn has only the
 //!   tensor method.
 //! * [`BasicBlock`]: ResNet's residual block, with the shortcut PyTorch code usually writes

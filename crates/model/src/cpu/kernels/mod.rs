@@ -35,6 +35,12 @@
 //! ([`Isa::detect`]). Images of a batch are split into small tasks over rayon's threads; every
 //! buffer is padded to whole tiles, so the inner loop has no edge cases.
 //!
+//! On small maps (VGG's 4 × 4 and 2 × 2 with 512 channels, airbench's 7 × 7 and 3 × 3) one
+//! image is too little work per weight: there several images of a task share each pass over
+//! a block of weight rows (forward and input gradient), each weight-gradient accumulator tile
+//! takes a group of images per load, and where output rows are narrower than a tile, tiles
+//! run along the padded grid across row ends (`forward.rs`, `tiling`).
+//!
 //! [`conv_pool_stack_forward`] and [`conv_pool_stack_backward`] run a stack of fused
 //! conv → pool blocks (the tutorial's three) a few images at a time through every block, so
 //! the threads meet once per pass rather than once per layer.

@@ -100,10 +100,11 @@ pub(crate) fn weight_grad_chunk<T: Tile>(
 }
 
 /// [`weight_grad_chunk`] for maps of at most `KC / 2` outputs (VGG's 4 × 4, airbench's 7 × 7),
-/// `group` images at a time: each `MR × NR` accumulator tile of `dwt` is loaded once, takes
-/// every position of every image of the group, and is stored once, where one image at a time
-/// would read and write the whole `dwt` (megabytes for 512 channels) per image for a
-/// reduction of a few dozen positions.
+/// `group` images at a time: their padded images side by side in one buffer and their
+/// output gradients on the padded grid (zero at the `pw − ow` junk positions of each row),
+/// so that each `MR × NR` accumulator tile of `dwt` is loaded once and takes the whole group
+/// in one reduction of `group · oh · pw` steps. One image at a time would read and write the
+/// whole `dwt` (megabytes for 512 channels) per image, for a few dozen steps each.
 #[inline(always)]
 fn weight_grad_grouped<T: Tile>(
     g: &ConvGeometry,
@@ -116,51 +117,53 @@ fn weight_grad_grouped<T: Tile>(
     let (oh, ow) = (g.out_height(), g.out_width());
     let r_tiles = g.k_dim().div_ceil(mr);
     let ldn = round_up(g.c_out, nr);
-    let mut xps: Vec<Padded> = (0..group).map(|_| Padded::new(g, nr)).collect();
-    // dyᵀ of each image: [oh·ow, ldn]; padded channels stay zero.
-    let dyt_len = oh * ow * ldn;
-    let mut dyts: Vec<Aligned> = (0..group).map(|_| Aligned::zeros(dyt_len)).collect();
+    let mut xp = Padded::new(g, nr);
+    let (pw, image) = (xp.pw, g.c_in * xp.ph * xp.pw);
+    let grid = oh * pw;
+    // The group's padded images, `image` apart, then zeros as long as any read of a tap row
+    // (the rows past `k_dim` of the last tile read there).
+    let zeros = group * image;
+    let mut stack = vec![0.0f32; 2 * zeros + grid + nr];
+    // dyᵀ of each image on the grid: [group][oh·pw][ldn]; junk and padded channels zero.
+    let dyt_len = group * grid * ldn;
+    let mut dyt = Aligned::zeros(dyt_len);
     let mut aoff = vec![0usize; mr];
-    let steps = Steps {
-        rows: oh,
-        len: ow,
-        stride: xps[0].pw,
-    };
     let images = x.len() / g.in_image();
     let mut first = 0;
     while first < images {
         let n = group.min(images - first);
-        for (j, (xp, dyt)) in xps.iter_mut().zip(&mut dyts).take(n).enumerate() {
+        let d = dyt.get_mut();
+        for j in 0..n {
             xp.fill(g, Maps::Dense(x), first + j);
-            let d = dyt.get_mut();
+            stack[j * image..(j + 1) * image].copy_from_slice(&xp.data[..image]);
+            let base = j * grid;
             dy.for_each(g.c_out, oh, ow, first + j, |values| match values {
                 Values::Row(co, oy, row) => {
                     for (ox, v) in row.iter().enumerate() {
-                        d[(oy * ow + ox) * ldn + co] = *v;
+                        d[(base + oy * pw + ox) * ldn + co] = *v;
                     }
                 }
-                Values::Point(co, oy, ox, v) => d[(oy * ow + ox) * ldn + co] = v,
+                Values::Point(co, oy, ox, v) => d[(base + oy * pw + ox) * ldn + co] = v,
             });
         }
+        let steps = Steps {
+            rows: n,
+            len: grid,
+            stride: image,
+        };
         for nt in 0..ldn / nr {
             let n0 = nt * nr;
+            let b = &dyt.get()[n0..dyt_len];
             for rt in 0..r_tiles {
                 for (i, off) in aoff.iter_mut().enumerate() {
-                    *off = xps[0]
-                        .offsets
-                        .get(rt * mr + i)
-                        .copied()
-                        .unwrap_or(xps[0].zeros);
+                    *off = xp.offsets.get(rt * mr + i).copied().unwrap_or(zeros);
                 }
                 let mut acc = [0.0f32; MAX_TILE];
                 for (i, row) in acc[..mr * nr].chunks_exact_mut(nr).enumerate() {
                     let at = (rt * mr + i) * ldn + n0;
                     row.copy_from_slice(&dwt[at..at + nr]);
                 }
-                for (xp, dyt) in xps.iter().zip(&dyts).take(n) {
-                    let b = &dyt.get()[n0..dyt_len];
-                    T::run_rows_a(steps, &xp.data, &aoff, b, ldn, &mut acc);
-                }
+                T::run_rows_a(steps, &stack, &aoff, b, ldn, &mut acc);
                 for (i, row) in acc[..mr * nr].chunks_exact(nr).enumerate() {
                     let at = (rt * mr + i) * ldn + n0;
                     dwt[at..at + nr].copy_from_slice(row);
@@ -169,11 +172,12 @@ fn weight_grad_grouped<T: Tile>(
         }
         // Unpooled maps set one position in four: put the zeros back where they were.
         if let Maps::Unpooled(..) = dy {
-            for (j, dyt) in dyts.iter_mut().take(n).enumerate() {
-                let d = dyt.get_mut();
+            let d = dyt.get_mut();
+            for j in 0..n {
+                let base = j * grid;
                 dy.for_each(g.c_out, oh, ow, first + j, |values| {
                     if let Values::Point(co, oy, ox, _) = values {
-                        d[(oy * ow + ox) * ldn + co] = 0.0;
+                        d[(base + oy * pw + ox) * ldn + co] = 0.0;
                     }
                 });
             }
