@@ -459,11 +459,10 @@ impl DataLoader {
                 continue;
             };
             if random {
-                let mut rng = Rng::for_item(inner.seed, epoch, i as u64);
-                let shape = inner.transform.augment_into(
+                let shape = inner.transform.augment_item_into(
                     image,
                     inner.in_shape,
-                    &mut rng,
+                    (inner.seed, epoch, i as u64),
                     &mut scratch.image,
                     &mut scratch.tmp,
                 );

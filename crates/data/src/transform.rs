@@ -40,6 +40,19 @@ pub enum Transform {
         /// Probability of a flip.
         p: f64,
     },
+    /// Shift by up to `pixels` in each direction: reflect-pad each side by `pixels`, then
+    /// crop the original size at a random position (airbench's `translate`; the image keeps
+    /// its size and no zeros come in). `pixels` must be below the image's height and width.
+    RandomTranslate {
+        /// Largest shift, in pixels.
+        pixels: usize,
+    },
+    /// Horizontal flips that alternate per epoch: each image gets a coin drawn once for the
+    /// run (from the loader's seed and its index); it is flipped on even epochs (0, 2, …)
+    /// when the coin says so and on odd epochs when it does not, so every image is seen both
+    /// ways every two epochs (airbench's alternating flip). Outside a loader (no epoch), a
+    /// random flip with `p = 0.5`.
+    AlternatingHorizontalFlip,
     /// `ToTensor()`: `u8` in `[0, 255]` to `f32` in `[0, 1]` (exactly `byte / 255`).
     ToTensor,
     /// `Normalize(mean, std)`: `(x - mean[c]) / std[c]` per channel.
@@ -97,6 +110,11 @@ impl Transform {
         Transform::ToTensor
     }
 
+    /// [`RandomTranslate`](Transform::RandomTranslate) by up to `pixels`.
+    pub fn random_translate(pixels: usize) -> Self {
+        Transform::RandomTranslate { pixels }
+    }
+
     /// `Normalize(mean, std)`.
     pub fn normalize(mean: impl Into<Vec<f32>>, std: impl Into<Vec<f32>>) -> Self {
         Transform::Normalize {
@@ -121,6 +139,8 @@ impl Transform {
             Transform::RandomCrop { .. }
                 | Transform::RandomCropRect { .. }
                 | Transform::RandomHorizontalFlip { .. }
+                | Transform::RandomTranslate { .. }
+                | Transform::AlternatingHorizontalFlip
         )
     }
 }
@@ -250,6 +270,11 @@ impl Compose {
                         "{t:?}: the crop's height and width must be > 0"
                     )));
                 }
+                Transform::RandomTranslate { pixels: 0 } => {
+                    return Err(DataError::InvalidConfig(
+                        "RandomTranslate needs pixels > 0".into(),
+                    ));
+                }
                 Transform::RandomHorizontalFlip { p } if !(0.0..=1.0).contains(p) => {
                     return Err(DataError::InvalidConfig(format!(
                         "RandomHorizontalFlip p must be in [0, 1], got {p}"
@@ -322,6 +347,15 @@ impl Compose {
                 shape.height = height;
                 shape.width = width;
             }
+            if let Transform::RandomTranslate { pixels } = *t
+                && (pixels >= shape.height || pixels >= shape.width)
+            {
+                return Err(DataError::InvalidConfig(format!(
+                    "{t:?}: reflect padding by {pixels} needs images taller and wider than \
+                     {pixels} pixels, these are {}x{}",
+                    shape.height, shape.width
+                )));
+            }
             if let Transform::Normalize { mean, .. } = t
                 && mean.len() != shape.channels
             {
@@ -345,12 +379,44 @@ impl Compose {
     /// Applies the `u8` augmentations to one CHW image of `shape`.
     ///
     /// Returns the augmented image in `out` (resized as needed) and its shape. `scratch` is
-    /// reused between calls to avoid allocations.
+    /// reused between calls to avoid allocations. An
+    /// [`AlternatingHorizontalFlip`](Transform::AlternatingHorizontalFlip) is a coin flip
+    /// here (no epoch is known); the loader calls [`augment_item_into`](Self::augment_item_into).
     pub fn augment_into(
         &self,
         image: &[u8],
         shape: ImageShape,
         rng: &mut Rng,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> ImageShape {
+        self.augment_with(image, shape, rng, None, out, scratch)
+    }
+
+    /// [`augment_into`](Self::augment_into) for image `index` of a loader seeded with `seed`
+    /// in epoch `epoch` (0-based): the random draws come from `Rng::for_item(seed, epoch,
+    /// index)`, and an alternating flip follows the image's coin and the epoch's parity.
+    pub fn augment_item_into(
+        &self,
+        image: &[u8],
+        shape: ImageShape,
+        (seed, epoch, index): (u64, u64, u64),
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> ImageShape {
+        let mut rng = Rng::for_item(seed, epoch, index);
+        // The coin is drawn from a stream no epoch uses (epoch u64::MAX is the shuffle's).
+        let coin = Rng::for_item(seed ^ GOLDEN_GAMMA, u64::MAX, index).unit() < 0.5;
+        let flip = coin != epoch.is_multiple_of(2);
+        self.augment_with(image, shape, &mut rng, Some(flip), out, scratch)
+    }
+
+    fn augment_with(
+        &self,
+        image: &[u8],
+        shape: ImageShape,
+        rng: &mut Rng,
+        alternating_flip: Option<bool>,
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
     ) -> ImageShape {
@@ -366,6 +432,15 @@ impl Compose {
                 }
                 Transform::RandomHorizontalFlip { p } if rng.unit() < p => {
                     flip_horizontal(out, shape);
+                }
+                Transform::RandomTranslate { pixels } => {
+                    random_translate(out, scratch, shape, pixels, rng);
+                }
+                Transform::AlternatingHorizontalFlip => {
+                    let flip = alternating_flip.unwrap_or_else(|| rng.unit() < 0.5);
+                    if flip {
+                        flip_horizontal(out, shape);
+                    }
                 }
                 _ => {}
             }
@@ -454,6 +529,44 @@ pub(crate) fn extend_to_tensor_unchecked(
 
 /// Crops `(out_h, out_w)` at a random offset of the image zero-padded by `padding` on every
 /// side ([`Compose::output_shape`] checked that it fits).
+/// Reflect index: `-1 → 1`, `n → n - 2` (PyTorch's `reflect` padding), for `pad < n`.
+fn reflect(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    let i = if i < 0 { -i } else { i };
+    (if i >= n { 2 * (n - 1) - i } else { i }) as usize
+}
+
+/// Reflect-pads `img` by `pixels` and crops its own size at a random offset (top, then left,
+/// each uniform in `0..=2 * pixels`). Images not larger than `pixels` are refused by
+/// `output_shape` and left alone here.
+fn random_translate(
+    img: &mut [u8],
+    scratch: &mut Vec<u8>,
+    shape: ImageShape,
+    pixels: usize,
+    rng: &mut Rng,
+) {
+    let (h, w) = (shape.height, shape.width);
+    if pixels >= h || pixels >= w {
+        return;
+    }
+    let dy = rng.below((2 * pixels + 1) as u64) as isize - pixels as isize;
+    let dx = rng.below((2 * pixels + 1) as u64) as isize - pixels as isize;
+    scratch.clear();
+    scratch.extend_from_slice(img);
+    for c in 0..shape.channels {
+        let src = &scratch[c * h * w..(c + 1) * h * w];
+        let dst = &mut img[c * h * w..(c + 1) * h * w];
+        for y in 0..h {
+            let sy = reflect(y as isize + dy, h);
+            let (src_row, dst_row) = (&src[sy * w..(sy + 1) * w], &mut dst[y * w..(y + 1) * w]);
+            for (x, d) in dst_row.iter_mut().enumerate() {
+                *d = src_row[reflect(x as isize + dx, w)];
+            }
+        }
+    }
+}
+
 fn random_crop(
     img: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
@@ -668,5 +781,91 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
         assert_ne!(v, sorted);
+    }
+
+    /// Every crop of a reflect-padded 3 × 4 image, as PyTorch pads it:
+    ///
+    /// ```python
+    /// import torch.nn.functional as F
+    /// F.pad(torch.arange(12.).view(1, 1, 3, 4), (1, 1, 1, 1), mode="reflect")
+    /// ```
+    #[test]
+    fn random_translate_is_a_crop_of_the_reflect_padded_image() {
+        #[rustfmt::skip]
+        const PADDED: [[u8; 6]; 5] = [
+            [5, 4, 5, 6, 7, 6],
+            [1, 0, 1, 2, 3, 2],
+            [5, 4, 5, 6, 7, 6],
+            [9, 8, 9, 10, 11, 10],
+            [5, 4, 5, 6, 7, 6],
+        ];
+        let shape = ImageShape {
+            channels: 1,
+            height: 3,
+            width: 4,
+        };
+        let c = Compose::new(vec![Transform::random_translate(1), Transform::ToTensor]).unwrap();
+        assert_eq!(c.output_shape(shape).unwrap(), shape);
+        let img: Vec<u8> = (0..12).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let (mut out, mut tmp) = (Vec::new(), Vec::new());
+            let sh = c.augment_into(&img, shape, &mut Rng::new(seed), &mut out, &mut tmp);
+            assert_eq!(sh, shape);
+            // The offsets the transform drew: top, then left, each in 0..=2.
+            let mut rng = Rng::new(seed);
+            let (top, left) = (rng.below(3) as usize, rng.below(3) as usize);
+            let want: Vec<u8> = (0..3)
+                .flat_map(|y| (0..4).map(move |x| PADDED[top + y][left + x]))
+                .collect();
+            assert_eq!(out, want, "seed {seed}, offset ({top}, {left})");
+            seen.insert((top, left));
+        }
+        assert_eq!(seen.len(), 9, "all nine offsets occur");
+    }
+
+    #[test]
+    fn random_translate_refuses_what_reflection_cannot_pad() {
+        let err = Compose::new(vec![Transform::random_translate(0), Transform::ToTensor]);
+        assert!(err.unwrap_err().to_string().contains("pixels > 0"));
+        let c = Compose::new(vec![Transform::random_translate(2), Transform::ToTensor]).unwrap();
+        let msg = c.output_shape(S).unwrap_err().to_string();
+        assert!(msg.contains("2x3"), "{msg}");
+    }
+
+    #[test]
+    fn alternating_flip_flips_each_image_every_other_epoch() {
+        let shape = ImageShape {
+            channels: 1,
+            height: 1,
+            width: 3,
+        };
+        let c = Compose::new(vec![
+            Transform::AlternatingHorizontalFlip,
+            Transform::ToTensor,
+        ])
+        .unwrap();
+        let img = [1u8, 2, 3];
+        let flipped = |epoch: u64, index: u64| {
+            let (mut out, mut tmp) = (Vec::new(), Vec::new());
+            c.augment_item_into(&img, shape, (7, epoch, index), &mut out, &mut tmp);
+            match out.as_slice() {
+                [1, 2, 3] => false,
+                [3, 2, 1] => true,
+                other => panic!("not the image or its mirror: {other:?}"),
+            }
+        };
+        let mut first_epoch = 0;
+        for index in 0..400 {
+            let f0 = flipped(0, index);
+            assert_ne!(f0, flipped(1, index), "image {index}");
+            assert_eq!(f0, flipped(2, index), "image {index}");
+            assert_eq!(f0, flipped(6, index), "image {index}");
+            first_epoch += usize::from(f0);
+        }
+        assert!(
+            (150..250).contains(&first_epoch),
+            "{first_epoch} of 400 flipped"
+        );
     }
 }

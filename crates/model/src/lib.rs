@@ -48,6 +48,7 @@ use burn::tensor::Tensor;
 mod conv;
 #[cfg(feature = "flex")]
 pub mod cpu;
+pub mod init;
 pub mod interop;
 mod linear;
 mod model;
@@ -187,6 +188,14 @@ pub enum ModelConfigError {
         min_size: [usize; 2],
         /// What shrinks the images.
         why: &'static str,
+    },
+    /// An initialisation ([`init`]) cannot use what it was given.
+    #[error("{model} initialisation: {reason}")]
+    Invalid {
+        /// What was being initialised.
+        model: &'static str,
+        /// What is wrong.
+        reason: String,
     },
     /// A width setting (channels of a layer) is zero.
     #[error("{model}: {setting} must be at least 1, got {value}")]

@@ -23,6 +23,10 @@ pub struct TrainConfig {
     pub schedule: LrSchedule,
     /// Number of passes over the training set.
     pub epochs: usize,
+    /// `CrossEntropyLoss(label_smoothing=...)`: the target puts `1 - ε + ε / classes` on the
+    /// label and `ε / classes` on every other class; 0 (the default) is plain cross-entropy.
+    #[serde(default)]
+    pub label_smoothing: f64,
     /// Images per batch, for training and evaluation.
     pub batch_size: usize,
     /// Random crop with padding 4 and horizontal flips on the training set.
@@ -71,6 +75,7 @@ impl TrainConfig {
             optimizer: OptimizerConfig::sgd(0.01),
             schedule: LrSchedule::Constant,
             epochs: 20,
+            label_smoothing: 0.0,
             batch_size: 64,
             augment: false,
             limit: None,
@@ -96,6 +101,13 @@ impl TrainConfig {
         if self.keep_last == 0 {
             return at_least_1("keep_last");
         }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(TrainError::invalid(
+                "label_smoothing",
+                self.label_smoothing,
+                "in [0, 1)",
+            ));
+        }
         self.model.validate()?;
         self.optimizer.validate()?;
         self.schedule.validate()?;
@@ -109,7 +121,12 @@ impl TrainConfig {
     /// `keep_last` may change freely.
     pub fn resume_mismatch(&self, other: &TrainConfig) -> Option<String> {
         let json = |v: &dyn erased::Json| v.json();
-        let pairs: [(&str, String, String); 7] = [
+        let pairs: [(&str, String, String); 8] = [
+            (
+                "label_smoothing",
+                self.label_smoothing.to_string(),
+                other.label_smoothing.to_string(),
+            ),
             ("model", json(&self.model), json(&other.model)),
             ("optimizer", json(&self.optimizer), json(&other.optimizer)),
             ("schedule", json(&self.schedule), json(&other.schedule)),
@@ -399,9 +416,29 @@ pub enum LrSchedule {
         /// `min_lr = initial_lr / final_div_factor` (PyTorch: 1e4).
         final_div_factor: f64,
     },
+    /// airbench's triangle: the learning rate times a factor that goes linearly from `start`
+    /// at the first step to 1 at `peak` (a fraction of all steps), then linearly to `end` at
+    /// the last step (airbench94: 0.2, 0.23, 0.07).
+    Triangle {
+        /// Factor at the first step.
+        start: f64,
+        /// Where the factor reaches 1, as a fraction of all steps.
+        peak: f64,
+        /// Factor at the last step.
+        end: f64,
+    },
 }
 
 impl LrSchedule {
+    /// airbench94's warm-up and decay: from 0.2× to 1× over 23% of the steps, then to 0.07×.
+    pub fn airbench() -> Self {
+        LrSchedule::Triangle {
+            start: 0.2,
+            peak: 0.23,
+            end: 0.07,
+        }
+    }
+
     /// PyTorch's `OneCycleLR` defaults.
     pub fn one_cycle() -> Self {
         LrSchedule::OneCycle {
@@ -418,6 +455,7 @@ impl LrSchedule {
             LrSchedule::Step { .. } => "step",
             LrSchedule::Cosine { .. } => "cosine",
             LrSchedule::OneCycle { .. } => "one-cycle",
+            LrSchedule::Triangle { .. } => "triangle",
         }
     }
 
@@ -425,7 +463,7 @@ impl LrSchedule {
     pub fn depends_on_total(&self) -> bool {
         matches!(
             self,
-            LrSchedule::Cosine { .. } | LrSchedule::OneCycle { .. }
+            LrSchedule::Cosine { .. } | LrSchedule::OneCycle { .. } | LrSchedule::Triangle { .. }
         )
     }
 
@@ -468,6 +506,19 @@ impl LrSchedule {
                 }
                 Ok(())
             }
+            LrSchedule::Triangle { start, peak, end } => {
+                if !(peak > 0.0 && peak < 1.0) {
+                    return bad("schedule.peak", peak.to_string(), "in (0, 1)");
+                }
+                if !(start.is_finite() && end.is_finite() && start >= 0.0 && end >= 0.0) {
+                    return bad(
+                        "schedule.start",
+                        format!("{start} / {end}"),
+                        "start and end finite and >= 0",
+                    );
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -475,8 +526,8 @@ impl LrSchedule {
 impl FromStr for LrSchedule {
     type Err = TrainError;
 
-    /// `constant`, `step` (×0.1 every 10 epochs), `cosine` (down to 0) or `one-cycle`
-    /// (PyTorch's defaults).
+    /// `constant`, `step` (×0.1 every 10 epochs), `cosine` (down to 0), `one-cycle`
+    /// (PyTorch's defaults) or `triangle` (airbench94's).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "constant" | "none" => Ok(LrSchedule::Constant),
@@ -486,10 +537,11 @@ impl FromStr for LrSchedule {
             }),
             "cosine" => Ok(LrSchedule::Cosine { min_lr: 0.0 }),
             "one-cycle" | "onecycle" => Ok(LrSchedule::one_cycle()),
+            "triangle" | "airbench" => Ok(LrSchedule::airbench()),
             other => Err(TrainError::UnknownName {
                 what: "schedule",
                 name: other.to_string(),
-                expected: "constant, step, cosine, one-cycle",
+                expected: "constant, step, cosine, one-cycle, triangle",
             }),
         }
     }

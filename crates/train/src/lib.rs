@@ -13,6 +13,9 @@
 //! | `SummaryWriter.add_scalar` | [`tensorboard`] |
 //! | `for imgs, targets in test_loader` + accuracy | [`fit`]'s evaluation, [`confusion`] |
 //! | `torch.device("cuda" if ... else "cpu")` | [`select_device`] |
+//! | `SGD([{'params': ..., 'lr': ...}, ...])` | Burn's `ModuleOptimizer::with_group`; `p.requires_grad = False`: [`Frozen`] |
+//! | an EMA of the weights / lookahead | [`Lookahead`] |
+//! | test-time augmentation (flips, shifts) | [`evaluate_tta`], [`tta_logits`] |
 //! | `DistributedDataParallel` over several devices of one machine | [`Trainer::devices`], [`select_devices`] |
 //!
 //! The loop ([`fit`]) is torchlet's own, over Burn's autodiff, optimizers, schedulers and
@@ -106,11 +109,14 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod fit;
+pub mod freeze;
 pub mod infer;
+pub mod lookahead;
 pub mod optim;
 pub mod output;
 pub mod report;
 pub mod trainer;
+pub mod tta;
 
 pub use checkpoint::{KeyDiff, SavedCheckpoint, list_checkpoints};
 pub use config::{LrSchedule, OptimizerConfig, TrainConfig};
@@ -119,9 +125,12 @@ pub use device::{
 };
 pub use error::{Result, TrainError};
 pub use fit::check::DataMismatch;
+pub use freeze::{Frozen, param_paths};
 pub use infer::{Prediction, classify, load_image, load_image_32};
+pub use lookahead::Lookahead;
 pub use output::{confusion, grid, metrics_csv, plot, tensorboard};
 pub use report::{
     CheckpointSaved, EpochSummary, Observer, Phase, Progress, RunStart, Silent, StepLog,
 };
 pub use trainer::{StopHandle, TrainReport, Trainer};
+pub use tta::{Tta, evaluate_tta, tta_logits};

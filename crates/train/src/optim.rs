@@ -105,6 +105,64 @@ pub fn build_scheduler(
             div_factor,
             final_div_factor,
         ))),
+        LrSchedule::Triangle { start, peak, end } => Ok(ModuleLrScheduler::new(TriangleLr {
+            lr,
+            total: total as u64,
+            start,
+            peak,
+            end,
+            step: 0,
+        })),
+    }
+}
+
+/// airbench's triangular schedule ([`LrSchedule::Triangle`]): `lr` times a factor linear
+/// from `start` (step 0) to 1 (step `peak · total`) to `end` (step `total`).
+#[derive(Debug, Clone)]
+pub struct TriangleLr {
+    /// The optimizer's learning rate.
+    pub lr: f64,
+    /// Steps in the run.
+    pub total: u64,
+    /// Factor at step 0.
+    pub start: f64,
+    /// Fraction of the steps where the factor is 1.
+    pub peak: f64,
+    /// Factor at the last step.
+    pub end: f64,
+    /// Steps taken.
+    pub step: u64,
+}
+
+impl TriangleLr {
+    /// The factor at step `t` (0-based): `np.interp(t, [0, peak·total, total], [start, 1, end])`.
+    pub fn factor_at(&self, t: u64) -> f64 {
+        let (t, total) = (t as f64, self.total.max(1) as f64);
+        let top = self.peak * total;
+        if t <= top {
+            self.start + (1.0 - self.start) * t / top.max(f64::MIN_POSITIVE)
+        } else {
+            let pct = ((t - top) / (total - top).max(f64::MIN_POSITIVE)).min(1.0);
+            1.0 + (self.end - 1.0) * pct
+        }
+    }
+}
+
+impl LrScheduler for TriangleLr {
+    fn step(&mut self) -> LearningRate {
+        let lr = self.lr * self.factor_at(self.step);
+        self.step += 1;
+        lr
+    }
+
+    fn to_record(&self) -> LrSchedulerRecord {
+        LrSchedulerRecord::new().with_scalar("step", self.step)
+    }
+
+    fn load_record(&mut self, record: LrSchedulerRecord) {
+        if let Some(step) = record.scalar::<u64>("step") {
+            self.step = step;
+        }
     }
 }
 
@@ -199,6 +257,35 @@ mod tests {
     }
 
     #[test]
+    fn triangle_matches_numpy_interp() {
+        // np.interp(np.arange(101), [0, 23, 100], [0.2, 1, 0.07]) at 0, 10, 23, 60, 100:
+        // 0.2, 0.547826..., 1.0, 0.553116..., 0.07.
+        let s = TriangleLr {
+            lr: 2.0,
+            total: 100,
+            start: 0.2,
+            peak: 0.23,
+            end: 0.07,
+            step: 0,
+        };
+        let want = [
+            (0, 0.2),
+            (10, 0.2 + 0.8 * 10.0 / 23.0),
+            (23, 1.0),
+            (60, 1.0 - 0.93 * 37.0 / 77.0),
+            (100, 0.07),
+        ];
+        for (t, f) in want {
+            assert!(
+                (s.factor_at(t) - f).abs() < 1e-12,
+                "step {t}: {}",
+                s.factor_at(t)
+            );
+        }
+        assert!((s.factor_at(500) - 0.07).abs() < 1e-12);
+    }
+
+    #[test]
     fn one_cycle_record_round_trips() {
         let mut a = OneCycleLr::new(0.1, 50, 0.3, 25.0, 1e4);
         for _ in 0..7 {
@@ -215,7 +302,7 @@ mod tests {
             let o: OptimizerConfig = opt.parse().unwrap();
             build_optimizer(&o).unwrap();
         }
-        for s in ["constant", "step", "cosine", "one-cycle"] {
+        for s in ["constant", "step", "cosine", "one-cycle", "triangle"] {
             let config = TrainConfig {
                 schedule: s.parse().unwrap(),
                 ..TrainConfig::tutorial()

@@ -251,6 +251,43 @@ impl Airbench94 {
     }
 }
 
+/// Whitening epsilon of airbench (added to each eigenvalue).
+pub const WHITEN_EPS: f64 = 5e-4;
+
+impl Airbench94 {
+    /// airbench's initialisation on top of [`Airbench94Config::try_init`]'s: the whitening
+    /// filters from the patches of `images` (normalised training images, `[n, channels, h,
+    /// w]` of the configured shape; airbench takes the first 5,000) and every 3×3 convolution
+    /// Dirac-initialised on its first `in_channels` filters. The whitening layer's weight is
+    /// meant to stay frozen (and its bias to train only for the first epochs), the batch
+    /// norms' `gamma` to stay at 1: the speed-run's parameter groups do that.
+    pub fn recipe_init(mut self, images: Tensor<4>) -> Result<Self, ModelConfigError> {
+        let [_, c, h, w] = images.dims();
+        if [c, h, w] != self.input {
+            return Err(ModelConfigError::Invalid {
+                model: NAME,
+                reason: format!(
+                    "whitening images are {c}x{h}x{w}, the network takes {:?}",
+                    self.input
+                ),
+            });
+        }
+        let device = self.whiten.weight.val().device();
+        let filters = crate::init::whitening_filters(images, WHITEN_KERNEL, WHITEN_EPS, &device)?;
+        let set = |p: burn::module::Param<Tensor<4>>, v: Tensor<4>| {
+            p.map(|old| v.set_require_grad(old.is_require_grad()))
+        };
+        self.whiten.weight = set(self.whiten.weight, filters);
+        for block in [&mut self.block1, &mut self.block2, &mut self.block3] {
+            for conv in [&mut block.conv1, &mut block.conv2] {
+                let w = crate::init::dirac(conv.weight.val());
+                conv.weight = set(conv.weight.clone(), w);
+            }
+        }
+        Ok(self)
+    }
+}
+
 impl ImageClassifier for Airbench94 {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         Airbench94::forward(self, images)

@@ -174,7 +174,10 @@ pub(crate) struct Evaluation {
 
 impl<M: ImageClassifier> Run<M> {
     fn new(s: Setup<M>) -> Self {
-        let loss = CrossEntropyLossConfig::new().init(&s.device);
+        let smoothing = s.config.label_smoothing;
+        let loss = CrossEntropyLossConfig::new()
+            .with_smoothing((smoothing > 0.0).then_some(smoothing as f32))
+            .init(&s.device);
         let store = CheckpointStore::new(&s.out_dir, s.config.keep_last);
         store.remove_unfinished();
         let replicas = (s.devices.len() > 1).then(|| Replicas::start(&s.devices));
