@@ -25,7 +25,15 @@
 //!   augmentation (mirror and one-pixel shifts).
 //!
 //! One line per epoch, then the final accuracy with and without TTA, and the training time
-//! (evaluation excluded). `--results FILE` writes them as JSON. Measured figures are in
+//! (evaluation excluded). The recorded run (seed 0, 2 threads, a 2-core AMD EPYC with
+//! AVX-512) ends with:
+//!
+//! ```text
+//! epoch 10/10  train loss 0.9895  test accuracy 90.00%  training time 2382.9 s
+//! final: 90.00% (90.76% with 6-view TTA, 93.1 s), training 2382.9 s for 484 steps
+//! ```
+//!
+//! `--results FILE` writes them as JSON. Measured figures, next to PyTorch's, are in
 //! `docs/results.md`; `benches/airbench_cpu.py` is the same recipe in PyTorch for the
 //! side-by-side (`benches/speedrun_compare.sh` runs both).
 #![allow(clippy::print_stdout)]
@@ -300,8 +308,12 @@ fn main() -> Result<()> {
             "accuracy": plain_accuracy, "tta_accuracy": tta_accuracy, "history": lines,
             "device": selected.description,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        // A temporary name, then a rename: an interrupted run never leaves half a file.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     }
     Ok(())
 }
