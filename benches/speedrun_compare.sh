@@ -11,8 +11,8 @@
 #     recipe's); PRECISION: PyTorch's fp32 (default, channels_last) or bf16 autocast (AMX
 #     machines); OUT: where the JSON results, peak memory and the plot go.
 set -euo pipefail
+archive="$(realpath "${1:?usage: benches/speedrun_compare.sh ARCHIVE [python]}")"
 cd "$(dirname "$0")/.."
-archive="${1:?usage: benches/speedrun_compare.sh ARCHIVE [python]}"
 py="${2:-python3}"
 threads="${THREADS:-$(nproc)}"
 seeds="${SEEDS:-0}"
@@ -51,6 +51,8 @@ for seed in $seeds; do
   round=$((round + 1))
   if [ $((round % 2)) -eq 1 ]; then torchlet "$seed"; pytorch "$seed"; else pytorch "$seed"; torchlet "$seed"; fi
 done
-python3 scripts/plot_speedrun.py --torchlet "$out"/torchlet-*.json --pytorch "$out"/pytorch-*.json \
-  --svg "$out/speedrun.svg"
+# This run's seeds only, not older results left in $out.
+ours=(); theirs=()
+for seed in $seeds; do ours+=("$out/torchlet-$seed.json"); theirs+=("$out/pytorch-$seed.json"); done
+python3 scripts/plot_speedrun.py --torchlet "${ours[@]}" --pytorch "${theirs[@]}" --svg "$out/speedrun.svg"
 echo "results in $out/"
