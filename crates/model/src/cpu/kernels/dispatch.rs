@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub(crate) fn forward_generic<T: Tile>(
+pub(crate) fn forward_generic<T: ShiftTile>(
     g: &ConvGeometry,
     x: Maps<'_>,
     w: &[f32],
@@ -243,7 +243,7 @@ pub(crate) struct ChunkKernels {
 impl Isa {
     /// The chunk kernels of this set, which must be one of [`Isa::supported`].
     pub(crate) fn chunk_kernels(self) -> ChunkKernels {
-        fn of<F: Tile, W: Tile>(
+        fn of<F: ShiftTile, W: Tile>(
             forward: ForwardFn,
             weight_grad: WeightGradFn,
             input_grad: InputGradFn,
@@ -281,7 +281,10 @@ pub(crate) fn forward_dispatch(
     bias: Option<&[f32]>,
     out: Out<'_>,
 ) {
-    forward_on(Isa::detect(), g, x, w, bias, out)
+    match bf16_active() {
+        Some(bf16) => forward_bf16_on(bf16, g, x, w, bias, out),
+        None => forward_on(Isa::detect(), g, x, w, bias, out),
+    }
 }
 
 /// The forward on the kernels of `isa`, which must be one of [`Isa::supported`].
@@ -302,8 +305,16 @@ pub(crate) fn forward_on(
     }
 }
 
+/// The weight gradient in the [`precision`] asked for (the maxima-only path behind a pooling
+/// stays fp32: it does a quarter of the products).
 pub(crate) fn weight_grad_dispatch(g: &ConvGeometry, x: &[f32], dy: Maps<'_>, dw: &mut [f32]) {
-    weight_grad_on(Isa::detect(), g, x, dy, dw)
+    let isa = Isa::detect();
+    let points = matches!(dy, Maps::Unpooled(..))
+        && points_fit(g, true, isa.chunk_kernels().weight_grad_tile.1);
+    match bf16_active() {
+        Some(bf16) if !points => weight_grad_bf16_on(bf16, g, x, dy, dw),
+        _ => weight_grad_on(isa, g, x, dy, dw),
+    }
 }
 
 /// The weight gradient on the kernels of `isa`, which must be one of [`Isa::supported`].

@@ -39,7 +39,7 @@ fn tiling(g: &ConvGeometry, mr: usize) -> (usize, usize) {
 /// padded buffer per image.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn forward_images<T: Tile>(
+pub(crate) fn forward_images<T: ShiftTile>(
     g: &ConvGeometry,
     x: Maps<'_>,
     first: usize,
@@ -195,7 +195,7 @@ fn write_block(
 /// Forward convolution (optionally max-pooled) of consecutive images `x`
 /// (`[images, c_in, h, w]`), a group of images at a time.
 #[inline(always)]
-pub(crate) fn forward_chunk<T: Tile>(
+pub(crate) fn forward_chunk<T: ShiftTile>(
     g: &ConvGeometry,
     x: Maps<'_>,
     w_rows: &[f32],
@@ -211,15 +211,16 @@ pub(crate) fn forward_chunk<T: Tile>(
     let mut xps: Vec<Padded> = (0..group).map(|_| Padded::new(g, mr)).collect();
     let block = if whole_image { 0 } else { positions * nr };
     let mut cbuf = vec![0.0f32; group * block];
-    let mut run = |first: usize, outs: &mut [Out<'_>]| {
-        forward_images::<T>(g, x, first, w_rows, ldn, bias, outs, &mut xps, &mut cbuf);
-    };
+    // Direct calls, not a closure: a closure's body is compiled without the enclosing
+    // function's `#[target_feature]`s (measured: the padding copies and the pooling ran on
+    // SSE2 inside the AVX-512 kernels).
     match out {
         Out::Conv(y) => {
             for (c, yc) in y.chunks_mut(group * g.out_image()).enumerate() {
                 let mut outs: Vec<Out<'_>> =
                     yc.chunks_exact_mut(g.out_image()).map(Out::Conv).collect();
-                run(c * group, &mut outs);
+                let (xps, cbuf) = (&mut xps, &mut cbuf);
+                forward_images::<T>(g, x, c * group, w_rows, ldn, bias, &mut outs, xps, cbuf);
             }
         }
         Out::Pooled(y, idx) => {
@@ -233,7 +234,8 @@ pub(crate) fn forward_chunk<T: Tile>(
                     .zip(ic.chunks_exact_mut(pooled))
                     .map(|(yi, ii)| Out::Pooled(yi, ii))
                     .collect();
-                run(c * group, &mut outs);
+                let (xps, cbuf) = (&mut xps, &mut cbuf);
+                forward_images::<T>(g, x, c * group, w_rows, ldn, bias, &mut outs, xps, cbuf);
             }
         }
     }

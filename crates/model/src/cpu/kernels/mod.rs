@@ -58,6 +58,8 @@ mod stack;
 
 pub use stack::{Block, conv_pool_stack_backward, conv_pool_stack_forward};
 
+mod bf16;
+mod bf16_wgrad;
 mod buffers;
 mod dispatch;
 mod forward;
@@ -69,6 +71,13 @@ mod tile;
 mod weight_grad;
 mod weights;
 
+pub(crate) use bf16::*;
+pub use bf16::{
+    Bf16Isa, Precision, bf16_active, bf16_bits, conv2d_forward_bf16, conv2d_input_grad_bf16,
+    precision, round_bf16, set_precision,
+};
+pub use bf16_wgrad::conv2d_weight_grad_bf16;
+pub(crate) use bf16_wgrad::*;
 pub(crate) use buffers::*;
 pub use dispatch::*;
 pub(crate) use forward::*;
@@ -117,9 +126,20 @@ pub fn conv2d_input_grad(g: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]
     input_grad(g, Maps::Dense(dy), w, dx)
 }
 
-/// `dx` from `dy` (dense or unpooled): the forward of `dy` with the kernel flipped.
+/// `dx` from `dy` (dense or unpooled): the forward of `dy` with the kernel flipped, in the
+/// [`precision`] asked for (the maxima-only path behind a pooling stays fp32: it does a
+/// quarter of the products).
 pub(crate) fn input_grad(g: &ConvGeometry, dy: Maps<'_>, w: &[f32], dx: &mut [f32]) -> Option<()> {
-    input_grad_on(Isa::detect(), g, dy, w, dx)
+    let isa = Isa::detect();
+    if let Some(bf16) = bf16_active()
+        && g.pad < g.kernel
+        && !(matches!(dy, Maps::Unpooled(..))
+            && points_fit(g, true, isa.chunk_kernels().weight_grad_tile.1))
+    {
+        input_grad_bf16_on(bf16, g, dy, w, dx);
+        return Some(());
+    }
+    input_grad_on(isa, g, dy, w, dx)
 }
 
 /// [`input_grad`] on the kernels of `isa`, which must be one of [`Isa::supported`].

@@ -360,7 +360,7 @@ pub(crate) fn rows32(g: &ConvGeometry) -> bool {
 }
 
 /// The [`Pool32Fn`] that computes a whole image of `out`, where `T` has one and it fits.
-pub(crate) fn pool32_for<T: Tile>(g: &ConvGeometry, out: &Out<'_>) -> Option<Pool32Fn> {
+pub(crate) fn pool32_for<T: ShiftTile>(g: &ConvGeometry, out: &Out<'_>) -> Option<Pool32Fn> {
     match out {
         Out::Pooled(..) if rows32(g) => T::POOL32,
         _ => None,

@@ -11,11 +11,10 @@ macro_rules! simd_tile {
      $shift_a:ident, $rows_a:ident, $points:ident, $pool32:expr, $wgrad32:expr) => {
         pub(crate) struct $name;
 
-        impl Tile for $name {
+        impl ShiftTile for $name {
             const MR: usize = $mr;
             const NR: usize = 2 * $lanes;
             const POOL32: Option<Pool32Fn> = $pool32;
-            const WGRAD32: Option<Wgrad32Fn> = $wgrad32;
             #[inline(always)]
             fn run_shift_a(a: &[f32], aoff: Offsets<'_>, b: &[f32], ldb: usize, acc: &mut [f32]) {
                 assert!(shift_a_in_bounds(Self::MR, Self::NR, a, aoff, b, ldb, acc));
@@ -26,6 +25,10 @@ macro_rules! simd_tile {
                     $shift_a(a.as_ptr(), aoff.list, b.as_ptr(), ldb, acc.as_mut_ptr())
                 }
             }
+        }
+
+        impl Tile for $name {
+            const WGRAD32: Option<Wgrad32Fn> = $wgrad32;
             #[inline(always)]
             fn run_rows_a(
                 steps: Steps,

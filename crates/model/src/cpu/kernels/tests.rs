@@ -16,7 +16,7 @@ pub(super) fn values(n: usize, seed: &mut u64) -> Vec<f32> {
 }
 
 /// The definition, in f64: y[n, co, oy, ox] = b[co] + Σ x[n, ci, oy+kh−p, ox+kw−p]·w[co, ci, kh, kw].
-fn naive_forward(g: &ConvGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+pub(super) fn naive_forward(g: &ConvGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
     let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
     let mut y = vec![0.0; g.batch * g.c_out * oh * ow];
     for n in 0..g.batch {
@@ -56,7 +56,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .sum::<f64>() as f32
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)

@@ -25,17 +25,18 @@ impl<'a> Offsets<'a> {
     }
 }
 
-/// A register-tiled micro-kernel over an `MR × NR` tile of outputs, in two forms that read
-/// the image where it lies, so no im2col buffer is ever built:
+/// The forward's register-tiled micro-kernel over an `MR × NR` tile of outputs, reading the
+/// image where it lies, so no im2col buffer is ever built:
+/// [`run_shift_a`](ShiftTile::run_shift_a) does
+/// `acc[i·NR + j] += Σ_k a[aoff.list[k] + i] · b[k·ldb + j]` (reduction step `k` broadcasts
+/// `MR` consecutive values of `a` from its own offset). `b` is read as whole rows of `NR`
+/// values, which callers keep 64-byte aligned: the only vector loads are aligned, the
+/// broadcasts never split a cache line.
 ///
-/// * [`run_shift_a`](Tile::run_shift_a): `acc[i·NR + j] += Σ_k a[aoff.list[k] + i] · b[k·ldb + j]`
-///   (reduction step `k` broadcasts `MR` consecutive values of `a` from its own offset);
-/// * [`run_rows_a`](Tile::run_rows_a): `acc[i·NR + j] += Σ_k a[aoff[i] + k] · b[k·ldb + j]`
-///   (row `i` of `a` starts at its own offset; `k` may skip columns of `a`, see [`Steps`]).
-///
-/// Either way `b` is read as whole rows of `NR` values, which callers keep 64-byte aligned:
-/// the only vector loads are aligned, the broadcasts never split a cache line.
-pub(crate) trait Tile {
+/// What "a value" and "·" are is the tile's: one `f32` for the fp32 tiles, a pair of bf16 in
+/// one 32-bit slot, dot-multiplied into the `f32` accumulator, for the bf16 tiles
+/// (`bf16.rs`).
+pub(crate) trait ShiftTile {
     /// Rows of the tile (broadcast from `a`).
     const MR: usize;
     /// Columns of the tile (vector loads from `b`).
@@ -45,6 +46,14 @@ pub(crate) trait Tile {
     /// The fused conv + pool kernel for output rows exactly 32 wide, where the instruction
     /// set has one (see [`Pool32Fn`]).
     const POOL32: Option<Pool32Fn> = None;
+}
+
+/// The fp32 micro-kernel of every op: [`ShiftTile`] and two more forms.
+///
+/// * [`run_rows_a`](Tile::run_rows_a): `acc[i·NR + j] += Σ_k a[aoff[i] + k] · b[k·ldb + j]`
+///   (row `i` of `a` starts at its own offset; `k` may skip columns of `a`, see [`Steps`]);
+/// * [`run_points`](Tile::run_points): a kernel row's taps summed over scattered points.
+pub(crate) trait Tile: ShiftTile {
     /// The weight-gradient kernel for output rows exactly 32 wide, where the instruction set
     /// has one (see [`Wgrad32Fn`]).
     const WGRAD32: Option<Wgrad32Fn> = None;
@@ -106,7 +115,7 @@ impl Steps {
 /// Plain Rust, any CPU: 4 × 8.
 pub(crate) struct PortableTile;
 
-impl Tile for PortableTile {
+impl ShiftTile for PortableTile {
     const MR: usize = 4;
     const NR: usize = 8;
     #[inline(always)]
@@ -121,6 +130,9 @@ impl Tile for PortableTile {
             }
         }
     }
+}
+
+impl Tile for PortableTile {
     #[inline(always)]
     fn run_rows_a(steps: Steps, a: &[f32], aoff: &[usize], b: &[f32], ldb: usize, acc: &mut [f32]) {
         for r in 0..steps.rows {
