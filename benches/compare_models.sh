@@ -12,6 +12,8 @@
 #     that alternate which side goes first, then the ratio of each round and their median
 #     (benches/compare_summary.py): on a machine whose speed drifts from minute to minute,
 #     the ratios of short, interleaved rounds are steadier than one long run of each side.
+#     Where the CPU has AVX512-BF16 (or AMX) both sides add bf16 rows: torchlet's bf16
+#     products against PyTorch's bf16 autocast. BURN_CONV=0 leaves out the Burn conv2d rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${1:-python3}"
@@ -32,7 +34,9 @@ torchlet() {
     if [ "$model" = SeedConvNet ]; then
       cargo bench --profile dev --features "$features" --bench model -- "flex: SeedConvNet" '!Burn conv'
     else
-      cargo bench --profile dev --features "$features" --bench model -- "flex: $model"
+      local skip=()
+      [ "${BURN_CONV:-1}" = 0 ] && skip=('!Burn conv')
+      cargo bench --profile dev --features "$features" --bench model -- "$model" '!ndarray' "${skip[@]}"
     fi 2>&1 | grep -Ev '^\s*(Compiling|Finished|Running)'
   done
 }

@@ -10,7 +10,8 @@ import re
 import statistics
 import sys
 
-ROW = re.compile(r"^(flex|pytorch contiguous|pytorch channels_last): (\w+) (.+?)\s+(\d+)\s+(\d+)\s*$")
+ROW = re.compile(r"^(flex|flex bf16|pytorch contiguous|pytorch channels_last|pytorch bf16_autocast): "
+                 r"(\w+) (.+?)\s+(\d+)\s+(\d+)\s*$")
 BURN = "(Burn conv) "
 
 
@@ -31,19 +32,22 @@ def main():
     with open(sys.argv[1]) as f:
         rs = rounds(f.read().splitlines())
     print(f"\n{len(rs)} rounds; torchlet / PyTorch, best to best (median to median)")
-    cases = sorted({case for r in rs for side, case in r if side == "flex"})
-    for case in cases:
+    ours = sorted({(side, case) for r in rs for side, case in r if side.startswith("flex")})
+    for mine, case in ours:
         theirs = case.replace(BURN, "")
-        for side, name in [("pytorch contiguous", "default layout"),
-                           ("pytorch channels_last", "channels_last")]:
-            pairs = [(r[("flex", case)], r[(side, theirs)]) for r in rs
-                     if ("flex", case) in r and (side, theirs) in r]
+        against = [("pytorch contiguous", "default layout"), ("pytorch channels_last", "channels_last")]
+        if mine == "flex bf16":
+            against = [("pytorch bf16_autocast", "bf16 autocast"), ("pytorch channels_last", "channels_last")]
+        label = f"{case} (bf16)" if mine == "flex bf16" else case
+        for side, name in against:
+            pairs = [(r[(mine, case)], r[(side, theirs)]) for r in rs
+                     if (mine, case) in r and (side, theirs) in r]
             if not pairs:
                 continue
             best = [t[0] / p[0] for t, p in pairs]
             median = [t[1] / p[1] for t, p in pairs]
             per_round = ", ".join(f"{b:.2f} ({m:.2f})" for b, m in zip(best, median))
-            print(f"{case:<46} vs {name:<15} median {statistics.median(best):.2f}x "
+            print(f"{label:<46} vs {name:<15} median {statistics.median(best):.2f}x "
                   f"({statistics.median(median):.2f}x); rounds: {per_round}")
 
 

@@ -7,6 +7,9 @@
 //! python3 benches/pytorch_model.py          # the same with PyTorch, same machine and threads
 //! ```
 //!
+//! The model zoo's training steps run in f32 and, where the CPU has AVX512-BF16, also with
+//! bf16 products (`flex bf16: ...` rows; PyTorch's counterpart is its bf16 autocast).
+//!
 //! Under `cargo test --benches` each case runs once as a smoke test.
 #![allow(clippy::print_stdout)]
 
@@ -18,7 +21,7 @@ use torchlet::burn::optim::{GradientsParams, SgdConfig};
 use torchlet::burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use torchlet::model::zoo::{Airbench94Config, Resnet18Config, Vgg11Config};
 use torchlet::model::{
-    CpuKernels, LinearBaselineConfig, Model, ModelConfig, SeedConvNetConfig, cpu,
+    CpuKernels, LinearBaselineConfig, Model, ModelConfig, Precision, SeedConvNetConfig, cpu,
 };
 
 /// Runs `f` `iters` times after `warmup` runs; returns (best, median) seconds per call.
@@ -75,6 +78,9 @@ fn train_step(config: &ModelConfig, device: &Device, n: usize, iters: usize) -> 
     })
 }
 
+/// Marks a case run with bf16 products.
+const BF16: &str = "bf16 ";
+
 /// A case name built at run time, kept for the whole (short) program.
 fn leak(name: String) -> &'static str {
     Box::leak(name.into_boxed_str())
@@ -112,6 +118,15 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into()),
         torchlet::model::cpu::kernels::Isa::detect()
+    );
+    let bf16 = cpu::kernels::Bf16Isa::detect().is_some();
+    println!(
+        "bf16: {}",
+        if bf16 {
+            "this CPU has AVX512-BF16: the zoo also runs with bf16 products (flex bf16 rows)"
+        } else {
+            "this CPU has no AVX512-BF16 (nor AMX): no bf16 rows, f32 only"
+        }
     );
     println!("{:<56} {:>14} {:>14}", "case", "best img/s", "median img/s");
     let conv: ModelConfig = SeedConvNetConfig::new().into();
@@ -155,6 +170,14 @@ fn main() {
                         true,
                     ));
                 }
+                if bf16 {
+                    cases.push((
+                        leak(format!("{BF16}{model} train step, batch {n}")),
+                        config,
+                        n,
+                        true,
+                    ));
+                }
             }
         }
         if *name == "flex" {
@@ -181,7 +204,11 @@ fn main() {
             ]);
         }
         for (case, config, n, train) in cases {
-            let label = format!("{name}: {case}");
+            let (side, case, precision) = match case.strip_prefix(BF16) {
+                Some(rest) => (format!("{name} bf16"), rest, Precision::Bf16),
+                None => (name.to_string(), case, Precision::F32),
+            };
+            let label = format!("{side}: {case}");
             if !wanted(&label) {
                 continue;
             }
@@ -191,6 +218,7 @@ fn main() {
             } else {
                 CpuKernels::Auto
             });
+            torchlet::model::set_precision(precision);
             let (best, median) = if train {
                 train_step(config, device, n, it)
             } else {

@@ -5,9 +5,12 @@ linear baseline and the model zoo (airbench94, ResNet-18, VGG-11, the same netwo
 
     python3 benches/pytorch_model.py [--threads 2] [--iters 20] [--models SeedConvNet ...]
 
-Measures the tutorial's default layout and `channels_last` (PyTorch's best CPU setting).
+Measures the tutorial's default layout and `channels_last` (PyTorch's best fp32 CPU setting),
+and for the zoo, where the CPU has AVX512-BF16 or AMX, `channels_last` under
+`torch.autocast("cpu", torch.bfloat16)` (its best setting there).
 """
 import argparse
+import os
 import time
 
 import torch
@@ -118,6 +121,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="also time the zoo's training steps under torch.autocast('cpu', bfloat16) "
+                         "with channels_last (auto: where the CPU has AVX512-BF16 or AMX)")
     ap.add_argument("--models", nargs="+", default=["SeedConvNet", "LinearBaseline"],
                     choices=["SeedConvNet", "LinearBaseline", *ZOO], help="models to measure")
     args = ap.parse_args()
@@ -125,12 +131,23 @@ def main():
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'case':<56} {'best img/s':>14} {'median img/s':>14}")
-    for layout in ["contiguous", "channels_last"]:
-        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    layouts = ["contiguous", "channels_last"]
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    has_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    if args.bf16 == "on" or (args.bf16 == "auto" and has_bf16):
+        layouts.append("bf16_autocast")
+        print("bf16: autocast rows (channels_last, torch.autocast('cpu', torch.bfloat16)); "
+              f"CPU {'has AMX' if 'amx_bf16' in flags else 'has AVX512-BF16, no AMX' if has_bf16 else 'has neither'}")
+    else:
+        print("bf16: no autocast rows (this CPU has neither AVX512-BF16 nor AMX)" if not has_bf16
+              else "bf16: autocast rows turned off")
+    for layout in layouts:
+        fmt = torch.contiguous_format if layout == "contiguous" else torch.channels_last
+        amp = layout == "bf16_autocast"
         models = [("SeedConvNet", seed_conv_net, [64]), ("LinearBaseline", linear_baseline, [64])]
         models += [(name, make, batches) for name, (make, batches) in ZOO.items()]
         for name, make, batches in models:
-            if name not in args.models:
+            if name not in args.models or (amp and name not in ZOO):
                 continue
             model = make().to(memory_format=fmt)
             cases = []
@@ -149,9 +166,10 @@ def main():
                 x = torch.rand(n, 3, 32, 32).to(memory_format=fmt)
                 y = torch.arange(n) % 10
 
-                def train(x=x, y=y, model=model, opt=opt):
+                def train(x=x, y=y, model=model, opt=opt, amp=amp):
                     model.train()
-                    loss = loss_fn(model(x), y)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                        loss = loss_fn(model(x), y)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

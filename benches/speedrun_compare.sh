@@ -8,8 +8,9 @@
 #     ARCHIVE: cifar-10-binary.tar.gz; python: an interpreter with torch (default python3)
 #   SEEDS="0 1 2 3 4" EPOCHS=2 PRECISION=bf16 OUT=/tmp/speedrun benches/speedrun_compare.sh ARCHIVE
 #     SEEDS: one round per seed (default "0"); EPOCHS: shorter runs (default 9.9, the
-#     recipe's); PRECISION: PyTorch's fp32 (default, channels_last) or bf16 autocast (AMX
-#     machines); OUT: where the JSON results, peak memory and the plot go.
+#     recipe's); PRECISION: fp32 (default; PyTorch in channels_last) or bf16 (torchlet's bf16
+#     products, PyTorch's bf16 autocast; for CPUs with AVX512-BF16 or AMX); OUT: where the
+#     JSON results, peak memory and the plot go.
 set -euo pipefail
 archive="$(realpath "${1:?usage: benches/speedrun_compare.sh ARCHIVE [python]}")"
 cd "$(dirname "$0")/.."
@@ -37,9 +38,9 @@ peak() {
   fi
 }
 torchlet() {
-  echo "== torchlet, seed $1"
+  echo "== torchlet ($precision), seed $1"
   peak "torchlet-$1" "$bin" --archive "$archive" --epochs "$epochs" --device flex --seed "$1" \
-    --results "$out/torchlet-$1.json"
+    --precision "$precision" --results "$out/torchlet-$1.json"
 }
 pytorch() {
   echo "== PyTorch ($precision), seed $1"

@@ -82,6 +82,10 @@ struct Args {
     /// Device: auto, flex, ndarray, wgpu or cuda.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Precision of the CPU convolutions' products: f32, or bf16 (like PyTorch's bf16
+    /// autocast; used where the CPU has AVX512-BF16, f32 elsewhere)
+    #[arg(long, default_value = "f32")]
+    precision: torchlet::model::Precision,
     /// Use Burn's own convolutions instead of torchlet's CPU kernels (for comparison).
     #[arg(long)]
     burn_kernels: bool,
@@ -148,7 +152,11 @@ fn main() -> Result<()> {
     let cifar = Cifar10::open(&args.archive)
         .with_context(|| format!("cannot read {}", args.archive.display()))?;
     let selected = select_device(args.device.parse()?)?;
-    println!("Using device: {selected}");
+    torchlet::model::set_precision(args.precision);
+    println!(
+        "Using device: {selected}, precision {}",
+        torchlet::model::cpu::kernels::describe(args.precision)
+    );
     let device = selected.device.clone();
     let train_device = device.clone().autodiff();
     device.seed(args.seed);
@@ -307,6 +315,7 @@ fn main() -> Result<()> {
             "steps": step, "train_seconds": train_seconds, "tta_seconds": tta_seconds,
             "accuracy": plain_accuracy, "tta_accuracy": tta_accuracy, "history": lines,
             "device": selected.description,
+            "precision": torchlet::model::cpu::kernels::describe(args.precision),
         });
         // A temporary name, then a rename: an interrupted run never leaves half a file.
         let tmp = path.with_extension("json.tmp");

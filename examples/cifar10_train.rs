@@ -159,6 +159,10 @@ struct Args {
     /// comparison: same results within float rounding, slower on Flex).
     #[arg(long)]
     burn_kernels: bool,
+    /// Precision of the CPU convolutions' products: f32, or bf16 (like PyTorch's bf16
+    /// autocast; used where the CPU has AVX512-BF16, f32 elsewhere).
+    #[arg(long)]
+    precision: Option<torchlet::model::Precision>,
     /// At the end, write the final model as ONNX to RUN/model.onnx (needs the `onnx`
     /// feature; check it in onnxruntime with examples/export_onnx.rs).
     #[arg(long)]
@@ -458,6 +462,9 @@ fn apply_flags(args: &Args, config: &mut TrainConfig) -> Result<()> {
     }
     if let Some(n) = args.keep_last {
         config.keep_last = n;
+    }
+    if let Some(p) = args.precision {
+        config.precision = p;
     }
     Ok(())
 }

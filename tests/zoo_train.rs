@@ -10,7 +10,7 @@ mod common;
 use common::serial;
 
 use torchlet::data::{Cifar10, ImageDataset, ImageShape};
-use torchlet::model::{ModelConfig, ModelConfigError, ModelKind};
+use torchlet::model::{ModelConfig, ModelConfigError, ModelKind, Precision};
 use torchlet::train::{
     DeviceChoice, OptimizerConfig, SavedCheckpoint, TrainConfig, TrainError, Trainer, select_device,
 };
@@ -154,4 +154,45 @@ fn every_zoo_model_trains_one_short_epoch_of_real_cifar10() {
         assert!(epoch.train_loss_mean.is_finite(), "{name}");
         assert!(report.confusion.is_some(), "{name}");
     }
+}
+
+/// `TrainConfig::precision` reaches the CPU kernels: a bf16 run is recorded as such, trains to
+/// a finite loss close to the f32 run's, and differs from it exactly when the CPU has bf16
+/// instructions (elsewhere bf16 falls back to f32, bit for bit).
+#[test]
+fn a_bf16_run_is_recorded_and_close_to_the_f32_run() {
+    let _serial = serial();
+    let shape = ImageShape {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
+    let data = synthetic(16, 4, shape);
+    let run = |precision: Precision| {
+        let out = tempfile::tempdir().unwrap();
+        let config = TrainConfig {
+            precision,
+            ..config("airbench94", 8)
+        };
+        let report = Trainer::new(config, out.path())
+            .device(select_device(DeviceChoice::Flex).unwrap())
+            .fit(data.clone(), data.clone())
+            .unwrap();
+        torchlet::model::set_precision(Precision::F32);
+        let saved = std::fs::read_to_string(out.path().join("config.json")).unwrap();
+        let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        assert_eq!(saved["precision"], precision.to_string());
+        report.history[0].train_loss_mean
+    };
+    let (f32_loss, bf16_loss) = (run(Precision::F32), run(Precision::Bf16));
+    assert!(bf16_loss.is_finite() && f32_loss.is_finite());
+    let close = (bf16_loss - f32_loss).abs() / f32_loss.abs();
+    assert!(close < 0.05, "f32 loss {f32_loss}, bf16 loss {bf16_loss}");
+    let has_bf16 = torchlet::model::cpu::kernels::Bf16Isa::detect().is_some();
+    assert_eq!(bf16_loss != f32_loss, has_bf16, "{f32_loss} vs {bf16_loss}");
+    // A config written before the field existed reads as f32.
+    let mut old = serde_json::to_value(TrainConfig::tutorial()).unwrap();
+    old.as_object_mut().unwrap().remove("precision");
+    let old: TrainConfig = serde_json::from_value(old).unwrap();
+    assert_eq!(old.precision, Precision::F32);
 }

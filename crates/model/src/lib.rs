@@ -55,6 +55,7 @@ mod model;
 pub mod nn;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+pub mod precision;
 mod size;
 pub mod zoo;
 
@@ -68,6 +69,7 @@ pub use interop::{
 };
 pub use linear::{LINEAR_INPUTS, LinearBaseline, LinearBaselineConfig};
 pub use model::{CustomModelConfig, Model, ModelConfig, ModelKind};
+pub use precision::{Precision, set_precision};
 pub use size::MAX_PARAMETERS;
 pub use zoo::{
     Airbench94, Airbench94Config, Resnet18, Resnet18Config, Vgg, Vgg11Config, Vgg16Config, VggDepth,

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use torchlet_model::ModelConfig;
+use torchlet_model::{ModelConfig, Precision};
 
 use crate::error::TrainError;
 
@@ -47,6 +47,11 @@ pub struct TrainConfig {
     /// Number of most recent checkpoints to keep (the best one is kept as well).
     #[serde(default = "default_keep_last")]
     pub keep_last: usize,
+    /// The precision of the CPU convolutions' products (`--precision`): `f32` (the default),
+    /// or `bf16` like `torch.autocast("cpu", torch.bfloat16)` where the CPU has AVX512-BF16
+    /// (see [`torchlet_model::precision`]). A resumed run may change it.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn default_log_every() -> usize {
@@ -83,6 +88,7 @@ impl TrainConfig {
             log_every: default_log_every(),
             num_workers: default_workers(),
             keep_last: default_keep_last(),
+            precision: Precision::F32,
         }
     }
 
@@ -117,8 +123,8 @@ impl TrainConfig {
     /// Why `other` (a new invocation) cannot continue a run trained with `self`, if it cannot.
     ///
     /// Everything that shapes the numbers must match; `epochs` may grow for schedules that do
-    /// not depend on the total (constant and step), `log_every`, `num_workers` and
-    /// `keep_last` may change freely.
+    /// not depend on the total (constant and step), `log_every`, `num_workers`, `keep_last`
+    /// and `precision` may change freely.
     pub fn resume_mismatch(&self, other: &TrainConfig) -> Option<String> {
         let json = |v: &dyn erased::Json| v.json();
         let pairs: [(&str, String, String); 8] = [

@@ -219,6 +219,7 @@ impl<M: ImageClassifier> Trainer<M> {
         };
         let mut config = self.config;
         config.validate()?;
+        torchlet_model::set_precision(config.precision);
         let (train, test) = (train.into(), test.into());
         let mut devices = self.devices;
         if devices.is_empty() {
@@ -246,7 +247,7 @@ impl<M: ImageClassifier> Trainer<M> {
             observer: self.observer.as_ref(),
         };
         reporter.run_started(&RunStart {
-            device: describe(&devices),
+            device: with_precision(describe(&devices), config.precision),
             model: model.name(),
             num_params: model.num_params(),
             train_images: train_loader.num_images(),
@@ -397,4 +398,22 @@ fn prepare_out_dir(out_dir: &Path, config: &TrainConfig) -> Result<(), TrainErro
         crate::atomic::AtomicWriteError::Io { source, .. } => not_writable(source),
         other => TrainError::Atomic(other),
     })
+}
+
+/// The device's description with the precision the CPU kernels compute in, where it matters
+/// (a Flex device, or bf16 asked for).
+fn with_precision(device: String, precision: torchlet_model::Precision) -> String {
+    #[cfg(feature = "flex")]
+    if device.starts_with("flex") {
+        return format!(
+            "{device}, {}",
+            torchlet_model::cpu::kernels::describe(precision)
+        );
+    }
+    match precision {
+        torchlet_model::Precision::Bf16 => {
+            format!("{device}, f32 (bf16 applies to the CPU kernels on Flex only)")
+        }
+        torchlet_model::Precision::F32 => device,
+    }
 }

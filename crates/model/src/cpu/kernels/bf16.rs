@@ -19,7 +19,8 @@
 use super::*;
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::precision::{Precision, precision};
 
 /// `x` rounded to bf16 (to nearest, ties to even; a NaN stays a NaN), as its 16 bits.
 pub fn bf16_bits(x: f32) -> u16 {
@@ -235,77 +236,6 @@ impl Bf16Isa {
     }
 }
 
-/// The precision of the convolutions' products on the CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// `f32` throughout (the default).
-    #[default]
-    F32,
-    /// bf16 inputs and weights into the products of the forward and of the input gradient,
-    /// `f32` accumulation, outputs, weight gradients and everything else, where the CPU has
-    /// bf16 instructions ([`Bf16Isa::detect`]); `f32` elsewhere.
-    Bf16,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Precision, String> {
-        match s {
-            "f32" | "fp32" => Ok(Precision::F32),
-            "bf16" => Ok(Precision::Bf16),
-            other => Err(format!("unknown precision {other:?} (f32 or bf16)")),
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        })
-    }
-}
-
-/// [`precision`] not yet read from the environment.
-const PRECISION_UNSET: u8 = 0;
-/// [`Precision::F32`].
-const PRECISION_F32: u8 = 1;
-/// [`Precision::Bf16`].
-const PRECISION_BF16: u8 = 2;
-
-/// What [`precision`] returns.
-static PRECISION: AtomicU8 = AtomicU8::new(PRECISION_UNSET);
-
-/// The precision asked for, for the whole process: the first call reads
-/// `TORCHLET_CPU_PRECISION` (`bf16` or `f32`; any other value is logged and ignored, none is
-/// `f32`); [`set_precision`] overrides it.
-pub fn precision() -> Precision {
-    match PRECISION.load(Ordering::Relaxed) {
-        PRECISION_F32 => Precision::F32,
-        PRECISION_BF16 => Precision::Bf16,
-        _ => {
-            let asked = std::env::var("TORCHLET_CPU_PRECISION").ok();
-            let p = asked.as_deref().map_or(Ok(Precision::F32), str::parse);
-            let p = p.unwrap_or_else(|e| {
-                tracing::warn!("TORCHLET_CPU_PRECISION: {e}; using f32");
-                Precision::F32
-            });
-            set_precision(p);
-            p
-        }
-    }
-}
-
-/// Sets the precision of the CPU convolutions for the whole process (see [`Precision`]).
-pub fn set_precision(p: Precision) {
-    let v = match p {
-        Precision::F32 => PRECISION_F32,
-        Precision::Bf16 => PRECISION_BF16,
-    };
-    PRECISION.store(v, Ordering::Relaxed);
-}
-
 /// The bf16 kernels the convolutions run on now: `Some` when [`precision`] is bf16 and the
 /// CPU has them. Asking for bf16 on a CPU without is logged once.
 pub fn bf16_active() -> Option<Bf16Isa> {
@@ -320,6 +250,16 @@ pub fn bf16_active() -> Option<Bf16Isa> {
         });
     }
     found
+}
+
+/// What [`Precision`] `p` computes in on this CPU, in words (for a run's first line):
+/// `bf16 (AVX512-BF16)`, `f32`, or `f32 (bf16 asked for; this CPU has no AVX512-BF16)`.
+pub fn describe(p: Precision) -> String {
+    match (p, Bf16Isa::detect()) {
+        (Precision::F32, _) => "f32".into(),
+        (Precision::Bf16, Some(Bf16Isa::Avx512Bf16)) => "bf16 (AVX512-BF16)".into(),
+        (Precision::Bf16, _) => "f32 (bf16 asked for; this CPU has no AVX512-BF16)".into(),
+    }
 }
 
 /// Forward convolution with bf16 products (see the module): `x` dense or unpooled

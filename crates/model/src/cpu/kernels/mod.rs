@@ -71,10 +71,11 @@ mod tile;
 mod weight_grad;
 mod weights;
 
+pub use crate::precision::{Precision, precision, set_precision};
 pub(crate) use bf16::*;
 pub use bf16::{
-    Bf16Isa, Precision, bf16_active, bf16_bits, conv2d_forward_bf16, conv2d_input_grad_bf16,
-    precision, round_bf16, set_precision,
+    Bf16Isa, bf16_active, bf16_bits, conv2d_forward_bf16, conv2d_input_grad_bf16, describe,
+    round_bf16,
 };
 pub use bf16_wgrad::conv2d_weight_grad_bf16;
 pub(crate) use bf16_wgrad::*;
