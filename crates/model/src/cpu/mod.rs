@@ -19,6 +19,11 @@
 //! [`conv_pool_stack3`] without batch norm, [`conv2d`] (then Burn's batch norm and pooling)
 //! with it.
 //!
+//! [`crate::set_precision`]`(Precision::Bf16)` (or `TORCHLET_CPU_PRECISION=bf16`, or
+//! `TrainConfig::precision`) gives the convolutions bf16 products with `f32` accumulation
+//! where the CPU has AVX512-BF16, like PyTorch's bf16 autocast; [`kernels::describe`] says
+//! what a precision computes in on this CPU.
+//!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};
 //! use torchlet_model::cpu;

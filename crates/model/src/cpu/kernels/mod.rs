@@ -41,6 +41,13 @@
 //! takes a group of images per load, and where output rows are narrower than a tile, tiles
 //! run along the padded grid across row ends (`forward.rs`, `tiling`).
 //!
+//! With [`Precision::Bf16`] ([`set_precision`], `TORCHLET_CPU_PRECISION=bf16`) and a CPU
+//! with AVX512-BF16, the forward and both gradients take bf16 operands into the products
+//! and accumulate in `f32` (`bf16.rs`: the operands packed as pairs of bf16 in 32-bit slots,
+//! so the forward driver runs unchanged on a `vdpbf16ps` tile; `bf16_wgrad.rs`: the weight
+//! gradient as one GEMM per tap over position pairs). The maxima-only gradients behind a
+//! pooling stay `f32` (a quarter of the products already), as does the three-block stack.
+//!
 //! [`conv_pool_stack_forward`] and [`conv_pool_stack_backward`] run a stack of fused
 //! conv → pool blocks (the tutorial's three) a few images at a time through every block, so
 //! the threads meet once per pass rather than once per layer.
@@ -49,8 +56,9 @@
 //! and the portable tile), `simd.rs` (the AVX-512 and AVX2 tiles), `rows32.rs` (the 32-wide
 //! first-layer kernels), `buffers.rs` (padded images, gradient views, outputs), `forward.rs`,
 //! `weight_grad.rs`, `input_grad.rs` (the ops), `weights.rs` (weight layouts), `dispatch.rs`
-//! (instruction sets and the choice among them), `stack.rs` (the three-block stack), and
-//! here the entry points with their length checks.
+//! (instruction sets and the choice among them), `stack.rs` (the three-block stack),
+//! `bf16.rs` and `bf16_wgrad.rs` (bf16 products), and here the entry points with their
+//! length checks.
 
 use rayon::prelude::*;
 
