@@ -15,6 +15,11 @@
 
 use std::time::Instant;
 
+/// As in the examples: mimalloc reuses freed memory instead of returning each large tensor
+/// to the kernel (bf16 training steps 1.4x faster than with the system allocator).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use torchlet::burn::module::Module;
 use torchlet::burn::nn::loss::CrossEntropyLossConfig;
 use torchlet::burn::optim::{GradientsParams, SgdConfig};

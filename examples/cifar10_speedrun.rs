@@ -41,6 +41,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// mimalloc keeps freed memory for reuse: with the system allocator every large tensor goes
+/// back to the kernel when freed and page-faults in again at the next op (measured: bf16
+/// training steps 1.4x faster with mimalloc, docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use torchlet::burn::module::{Module, ParamGroup};

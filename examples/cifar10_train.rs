@@ -53,6 +53,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// mimalloc keeps freed memory for reuse: with the system allocator every large tensor goes
+/// back to the kernel when freed and page-faults in again at the next op (measured: bf16
+/// training steps 1.4x faster with mimalloc, docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
