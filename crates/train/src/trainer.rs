@@ -247,7 +247,7 @@ impl<M: ImageClassifier> Trainer<M> {
             observer: self.observer.as_ref(),
         };
         reporter.run_started(&RunStart {
-            device: with_precision(describe(&devices), config.precision),
+            device: with_precision(describe(&devices), selected.kind, config.precision),
             model: model.name(),
             num_params: model.num_params(),
             train_images: train_loader.num_images(),
@@ -402,9 +402,14 @@ fn prepare_out_dir(out_dir: &Path, config: &TrainConfig) -> Result<(), TrainErro
 
 /// The device's description with the precision the CPU kernels compute in, where it matters
 /// (a Flex device, or bf16 asked for).
-fn with_precision(device: String, precision: torchlet_model::Precision) -> String {
+#[cfg_attr(not(feature = "flex"), allow(unused_variables))]
+fn with_precision(
+    device: String,
+    kind: DeviceChoice,
+    precision: torchlet_model::Precision,
+) -> String {
     #[cfg(feature = "flex")]
-    if device.starts_with("flex") {
+    if kind == DeviceChoice::Flex {
         return format!(
             "{device}, {}",
             torchlet_model::cpu::kernels::describe(precision)
